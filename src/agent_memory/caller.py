@@ -1,0 +1,25 @@
+"""Who is calling: the tenant, agent and permissions every domain call runs under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent_memory.vocabulary import CHANNELS
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified identity of a call. Over stdio: the configured tenant, every role and channel."""
+
+    tenant: str
+    agent_id: str
+    roles: frozenset[str] = frozenset({"reader", "writer", "curator", "admin"})
+    channels: frozenset[str] = field(default_factory=lambda: frozenset(CHANNELS))
+    principal: str = ""
+    request_id: str | None = None
+
+    def as_agent(self, agent_id: str | None) -> Caller:
+        """The same caller acting as ``agent_id`` (stdio callers name their agent per call)."""
+        if agent_id is None or agent_id == self.agent_id:
+            return self
+        return Caller(self.tenant, agent_id, self.roles, self.channels, self.principal, self.request_id)

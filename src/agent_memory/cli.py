@@ -1,0 +1,154 @@
+"""``agent-memory``: serve, migrate, inspect and curate the memory from the command line.
+
+Every flag has an ``AGENT_MEMORY_*`` environment twin (docs/configuration.md); a flag wins over the variable.
+``serve`` over stdio writes nothing to stdout except the protocol; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from agent_memory import __version__
+from agent_memory.errors import MemoryError_
+from agent_memory.logs import configure_logging
+from agent_memory.settings import Settings
+from agent_memory.vocabulary import VIEW_NAMES
+
+EPILOG = """environment: AGENT_MEMORY_DATABASE_URL (unset: embedded PostgreSQL in AGENT_MEMORY_DATA_DIR),
+AGENT_MEMORY_TENANT, AGENT_MEMORY_HTTP_HOST/PORT, AGENT_MEMORY_AUTH, AGENT_MEMORY_JWT_SECRET,
+AGENT_MEMORY_LOG_FORMAT/LEVEL ... see docs/configuration.md"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every subcommand with its own ``--help``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="external PostgreSQL URL (default: the embedded PostgreSQL)")
+    common.add_argument("--data-dir", type=Path, help="where the embedded PostgreSQL lives")
+    common.add_argument("--tenant", help="tenant to act for (default: local)")
+    common.add_argument("--log-format", choices=["json", "console"], help="log format on stderr")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
+
+    parser = argparse.ArgumentParser(
+        prog="agent-memory",
+        description="Durable, curated memory for LLM agents, served over MCP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"agent-memory {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the MCP server (stdio by default)",
+        description="Run the MCP server: over stdio for a desktop assistant, or with --http as a "
+        "streamable HTTP endpoint at /mcp with /healthz and /readyz.",
+    )
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP bind port (default 8765)")
+    serve.add_argument("--auth", choices=["required", "none"], help="HTTP bearer auth (none: loopback only)")
+
+    commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply pending schema migrations",
+        description="Apply every pending schema migration (the server also does this at start).",
+    )
+    commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="show where the data lives and what is running",
+        description="Report the database in use, where its data lives, the schema version and what is running.",
+    )
+
+    views = commands.add_parser(
+        "views", help="read or write the curated views", description="Read or write a view of a tenant."
+    )
+    view_commands = views.add_subparsers(dest="views_command", required=True, metavar="ACTION")
+    view_set = view_commands.add_parser(
+        "set", parents=[common], help="replace a view from a file", description="Replace view NAME with FILE."
+    )
+    view_set.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
+    view_set.add_argument("file", metavar="FILE", help="a text or Markdown file, or - for stdin")
+    view_show = view_commands.add_parser(
+        "show", parents=[common], help="print a view", description="Print view NAME."
+    )
+    view_show.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags that were given."""
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("database_url", "database_url"),
+        ("data_dir", "data_dir"),
+        ("tenant", "tenant"),
+        ("log_format", "log_format"),
+        ("log_level", "log_level"),
+        ("host", "http_host"),
+        ("port", "http_port"),
+        ("auth", "auth"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agent-memory`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            print(f"agent-memory: setting {field}: {error['msg']}", file=sys.stderr)
+        return 2
+    is_server = args.command == "serve"
+    configure_logging(settings.log_format if is_server else "console", settings.log_level)
+    try:
+        return anyio.run(_dispatch, args, settings)
+    except MemoryError_ as exc:
+        print(f"agent-memory: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from agent_memory.server import commands  # imported late: keeps `--help` fast
+
+    if args.command == "serve":
+        if args.http:
+            await commands.serve_http(settings)
+        else:
+            await commands.serve_stdio(settings)
+        return 0
+    if args.command == "migrate":
+        return await commands.migrate(settings)
+    if args.command == "doctor":
+        report = await commands.doctor(settings)
+        print(json.dumps(report, indent=2, default=str))
+        return 0 if report.get("ok") else 1
+    if args.views_command == "set":
+        body = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        row = await commands.set_view(settings, args.name, body)
+        print(f"view {row.name} of tenant {settings.tenant} is now version {row.version} ({row.token_est} tokens)")
+        return 0
+    body_or_none = await commands.show_view(settings, args.name)
+    if body_or_none is None:
+        print(f"agent-memory: view {args.name} of tenant {settings.tenant} has not been written", file=sys.stderr)
+        return 1
+    sys.stdout.write(body_or_none if body_or_none.endswith("\n") else body_or_none + "\n")
+    return 0

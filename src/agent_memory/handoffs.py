@@ -1,0 +1,92 @@
+"""Agents hand work to each other with packets, not transcripts.
+
+A packet names the task, its constraints, the decisions that bind it, the files and open questions, and
+the events it rests on. It is stored pending; the receiving agent's next ``recall`` is built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from agent_memory.caller import Caller
+from agent_memory.errors import Conflict, InvalidInput, NotFound
+from agent_memory.ids import kind_of, new_id
+from agent_memory.models import HandoffOut
+from agent_memory.redact import redact
+from agent_memory.store.database import Database
+from agent_memory.store.rows import HandoffRow
+from agent_memory.text import estimate_tokens
+
+
+def handoff_out(row: HandoffRow, redactions: Sequence[str] = ()) -> HandoffOut:
+    """The public shape of a stored packet."""
+    return HandoffOut.model_validate({**row.model_dump(), "redactions": sorted(set(redactions))})
+
+
+async def create_handoff(
+    db: Database,
+    caller: Caller,
+    *,
+    to_agent: str,
+    task: str,
+    session_id: str,
+    constraints: Sequence[str] = (),
+    decision_ids: Sequence[str] = (),
+    required_files: Sequence[str] = (),
+    open_questions: Sequence[str] = (),
+    refs: Sequence[str] = (),
+) -> HandoffOut:
+    """Store a pending packet from ``caller`` to ``to_agent``; every id it names must exist in the tenant."""
+    if not task.strip():
+        raise InvalidInput("task", "is empty", "a statement of the work being handed over")
+    for position, ident in enumerate(decision_ids):
+        if kind_of(ident) != "decision":
+            raise InvalidInput(f"decision_ids[{position}]", f"{ident!r} is not a decision id", "dec_…")
+    for position, ident in enumerate(refs):
+        if kind_of(ident) not in {"event", "decision"}:
+            raise InvalidInput(f"refs[{position}]", f"{ident!r} is not an event or decision id", "evt_… or dec_…")
+    kinds: set[str] = set()
+
+    def scrub(value: str) -> str:
+        result = redact(value)
+        kinds.update(result.kinds)
+        return result.text
+
+    async with db.transaction(caller.tenant) as tx:
+        await tx.ensure_tenant()
+        statuses = await tx.decision_statuses(decision_ids)
+        for position, ident in enumerate(decision_ids):
+            if ident not in statuses:
+                raise NotFound("decision", ident, field=f"decision_ids[{position}]")
+            status, successor = statuses[ident]
+            if status != "active":
+                head = await tx.decision_chain_head(ident)
+                msg = (
+                    f"decision_ids[{position}]: {ident} is superseded by {successor}; "
+                    f"name the current head of its chain, {head}"
+                )
+                raise Conflict(msg, decision_id=ident, head=head)
+        found = await tx.existing_refs(refs)
+        for position, ident in enumerate(refs):
+            if ident not in found:
+                raise NotFound("event or decision", ident, field=f"refs[{position}]")
+        clean_task = scrub(task)
+        clean_constraints = [scrub(c) for c in constraints]
+        clean_questions = [scrub(q) for q in open_questions]
+        row = HandoffRow(
+            id=new_id("handoff"),
+            from_agent=caller.agent_id,
+            to_agent=to_agent,
+            session_id=session_id,
+            task=clean_task,
+            constraints=clean_constraints,
+            decision_ids=list(dict.fromkeys(decision_ids)),
+            required_files=list(required_files),
+            open_questions=clean_questions,
+            refs=list(dict.fromkeys(refs)),
+            token_est=estimate_tokens("\n".join([clean_task, *clean_constraints, *clean_questions, *required_files])),
+            created_at=datetime.now(UTC),
+        )
+        await tx.insert_handoff(row)
+    return handoff_out(row, sorted(kinds))

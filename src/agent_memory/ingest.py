@@ -1,0 +1,302 @@
+"""The write path: what ``remember`` does to each event before and while it is stored.
+
+For each event, in order, inside one transaction for the whole call:
+
+1. validate what pydantic cannot (text length, time window, refs, decision/task fields per kind);
+2. redact secrets from the text and metadata (nothing raw reaches the database) and classify sensitivity;
+3. keep oversized tool output whole as an artifact and an excerpt in the event;
+4. link an exact duplicate (same tenant, normalised text) to the first occurrence instead of re-chunking;
+5. cut chunks of about ``chunk_tokens`` with token estimates computed once;
+6. project decisions into the ledger and task updates into the task table.
+
+``derive_chunks`` is also what ``reindex`` uses, so rebuilt chunks equal the ones written here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from agent_memory.caller import Caller
+from agent_memory.errors import InvalidInput, NotFound
+from agent_memory.ids import kind_of, new_id
+from agent_memory.models import EventIn, EventReceipt, RememberResult, TaskFields
+from agent_memory.redact import contains_pii, redact, redact_value
+from agent_memory.store.database import Database, Tx
+from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
+from agent_memory.text import chunk_text, estimate_tokens, excerpt, text_hash
+from agent_memory.vocabulary import Channel, Sensitivity
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+METADATA_MAX_BYTES = 64 * 1024
+TOOL_OUTPUT_KINDS = frozenset({"tool_result", "tool_call", "artifact"})
+DECLARED_SECRET = "[REDACTED:declared_secret]"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of the write path (from settings)."""
+
+    batch_max: int = 500
+    text_max_chars: int = 1_000_000
+    artifact_threshold_chars: int = 4000
+    chunk_tokens: int = 400
+
+
+def classify(text: str, kind: str, channel: Channel, redacted: bool) -> Sensitivity:
+    """Sensitivity when the caller gives none: secret if anything was redacted; high for personal data,
+    preferences and the private channel; none for the public channel; low otherwise."""
+    if redacted:
+        return "secret"
+    if kind == "preference" or channel == "private" or contains_pii(text):
+        return "high"
+    if channel == "public":
+        return "none"
+    return "low"
+
+
+def derive_chunks(event: EventRow, target_tokens: int) -> list[ChunkRow]:
+    """The retrieval chunks of ``event`` (none for a duplicate: the original's chunks serve it)."""
+    if event.duplicate_of is not None:
+        return []
+    return [
+        ChunkRow(
+            id=new_id("chunk"),
+            event_id=event.id,
+            seq=seq,
+            session_id=event.session_id,
+            kind=event.kind,
+            channel=event.channel,
+            sensitivity=event.sensitivity,
+            text=piece,
+            token_est=estimate_tokens(piece),
+            importance=event.importance,
+            pinned=event.pinned,
+            tags=event.tags,
+            ts=event.ts,
+        )
+        for seq, piece in enumerate(chunk_text(event.text, target_tokens))
+    ]
+
+
+async def remember(db: Database, caller: Caller, events: Sequence[EventIn], limits: Limits) -> RememberResult:
+    """Store ``events`` for ``caller`` in one transaction: all of them, or (on any error) none."""
+    async with db.transaction(caller.tenant) as tx:
+        receipts = await store_events(tx, caller, events, limits)
+    return RememberResult(count=len(receipts), events=receipts)
+
+
+async def store_events(
+    tx: Tx, caller: Caller, events: Sequence[EventIn], limits: Limits, *, supersedes: str | None = None
+) -> list[EventReceipt]:
+    """Validate and store ``events`` inside ``tx``; a decision among them supersedes ``supersedes``."""
+    if not events:
+        raise InvalidInput("events", "no events given", f"1 to {limits.batch_max} events")
+    if len(events) > limits.batch_max:
+        raise InvalidInput("events", f"{len(events)} events in one call", f"at most {limits.batch_max}")
+    now = datetime.now(UTC)
+    prefix = "events[{}]." if len(events) > 1 else ""
+    for index, item in enumerate(events):
+        _check_shape(item, prefix.format(index), now, limits)
+    await tx.ensure_tenant()
+    await _check_refs(tx, events, prefix)
+    return [await _store_one(tx, caller, item, now, limits, supersedes) for item in events]
+
+
+def _check_shape(item: EventIn, where: str, now: datetime, limits: Limits) -> None:
+    """Checks that need no database: text, time window, per-kind structured fields, metadata size."""
+    if not item.text.strip():
+        raise InvalidInput(f"{where}text", "is empty", "non-blank text")
+    if len(item.text) > limits.text_max_chars:
+        raise InvalidInput(
+            f"{where}text", f"{len(item.text)} characters", f"at most {limits.text_max_chars} characters"
+        )
+    if item.at is not None and not EARLIEST <= item.at <= now + FUTURE_SLACK:
+        raise InvalidInput(
+            f"{where}at", f"{item.at.isoformat()} is outside the accepted window", "1970-01-01 to one day from now"
+        )
+    kind = item.kind or "message"
+    if item.decision is not None and kind != "decision":
+        raise InvalidInput(f"{where}decision", f"given with kind={kind}", "only with kind=decision")
+    if item.task is not None and kind != "task_update":
+        raise InvalidInput(f"{where}task", f"given with kind={kind}", "only with kind=task_update")
+    size = len(json.dumps(item.metadata, default=str).encode("utf-8"))
+    if size > METADATA_MAX_BYTES:
+        raise InvalidInput(f"{where}metadata", f"{size} bytes of JSON", f"at most {METADATA_MAX_BYTES} bytes")
+    for position, ref in enumerate(item.refs):
+        if kind_of(ref) not in {"event", "decision"}:
+            raise InvalidInput(f"{where}refs[{position}]", f"{ref!r} is not an event or decision id", "evt_… or dec_…")
+
+
+async def _check_refs(tx: Tx, events: Sequence[EventIn], prefix: str) -> None:
+    """Every ref must name an event or decision of this tenant (or an earlier event of this call, by the
+    id returned for it: such ids do not exist yet, so refs can only point backwards in time)."""
+    wanted = sorted({ref for item in events for ref in item.refs})
+    found = await tx.existing_refs(wanted)
+    for index, item in enumerate(events):
+        for position, ref in enumerate(item.refs):
+            if ref not in found:
+                raise NotFound("event or decision", ref, field=f"{prefix.format(index)}refs[{position}]")
+
+
+async def _store_one(
+    tx: Tx, caller: Caller, item: EventIn, now: datetime, limits: Limits, supersedes: str | None
+) -> EventReceipt:
+    kind = item.kind or "message"
+    channel: Channel = item.channel or "private"
+    session_id = item.session_id or "default"
+    scrubbed = redact(item.text)
+    metadata, meta_kinds, _ = redact_value(item.metadata)
+    kinds = sorted(set(scrubbed.kinds) | meta_kinds)
+    text = scrubbed.text
+    if item.sensitivity == "secret" and not kinds:
+        text, kinds = DECLARED_SECRET, ["declared_secret"]
+    sensitivity: Sensitivity = "secret" if kinds else (item.sensitivity or classify(text, kind, channel, False))
+
+    event_id = new_id("event")
+    artifact: ArtifactRow | None = None
+    original_chars = len(text)
+    if kind in TOOL_OUTPUT_KINDS and len(text) > limits.artifact_threshold_chars:
+        artifact = ArtifactRow(
+            id=new_id("artifact"),
+            event_id=event_id,
+            mime_type="text/plain",
+            content=text,
+            chars=len(text),
+            sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        )
+        text = f"{excerpt(text)}\n[full output: memory://artifacts/{artifact.id}, {original_chars} characters]"
+
+    digest = text_hash(text)
+    await tx.lock_text_hash(digest)
+    duplicate_of = await tx.find_original(digest)
+    importance = item.importance if item.importance is not None else (0.8 if kind == "decision" else 0.5)
+    event = EventRow(
+        id=event_id,
+        session_id=session_id,
+        agent_id=caller.agent_id,
+        kind=kind,
+        channel=channel,
+        actor=item.actor,
+        sensitivity=sensitivity,
+        text=text,
+        text_hash=digest,
+        token_est=estimate_tokens(text),
+        tags=sorted(set(item.tags)),
+        refs=list(dict.fromkeys(item.refs)),
+        importance=importance,
+        pinned=item.pinned,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        redactions=kinds,
+        duplicate_of=duplicate_of,
+        artifact_id=artifact.id if artifact else None,
+        original_chars=original_chars,
+        truncated=artifact is not None,
+        ts=item.at or now,
+    )
+    await tx.insert_event(event)
+    if artifact is not None:
+        await tx.insert_artifact(artifact)
+    chunks = derive_chunks(event, limits.chunk_tokens)
+    await tx.insert_chunks(chunks)
+
+    decision_id = await _project_decision(tx, event, item, supersedes) if kind == "decision" else None
+    task_id = await _project_task(tx, event, item) if kind == "task_update" else None
+    return EventReceipt(
+        id=event.id,
+        kind=event.kind,
+        session_id=event.session_id,
+        sensitivity=event.sensitivity,
+        token_est=event.token_est,
+        chunk_ids=[chunk.id for chunk in chunks],
+        duplicate_of=duplicate_of,
+        redactions=kinds,
+        truncated=event.truncated,
+        original_chars=original_chars,
+        artifact_id=event.artifact_id,
+        decision_id=decision_id,
+        task_id=task_id,
+    )
+
+
+def decision_row(event: EventRow, item: EventIn, *, supersedes: str | None = None) -> DecisionRow:
+    """The ledger row projected from a decision event."""
+    fields = item.decision
+    rationale = constraints = alternatives = consequences = scope = confidence = None
+    if fields is not None:
+        rationale = redact(fields.rationale).text if fields.rationale else None
+        constraints = [redact(c).text for c in fields.constraints]
+        alternatives = [redact(a).text for a in fields.alternatives]
+        consequences = [redact(c).text for c in fields.consequences]
+        scope, confidence = fields.scope, fields.confidence
+    size = estimate_tokens("\n".join([event.text, rationale or "", *(constraints or []), *(consequences or [])]))
+    return DecisionRow(
+        id=new_id("decision"),
+        event_id=event.id,
+        session_id=event.session_id,
+        agent_id=event.agent_id,
+        channel=event.channel,
+        sensitivity=event.sensitivity,
+        text=event.text,
+        rationale=rationale,
+        constraints=constraints or [],
+        alternatives=alternatives or [],
+        consequences=consequences or [],
+        scope=scope,
+        confidence=confidence,
+        refs=event.refs,
+        importance=event.importance,
+        pinned=event.pinned,
+        token_est=size,
+        supersedes=supersedes,
+        ts=event.ts,
+    )
+
+
+async def _project_decision(tx: Tx, event: EventRow, item: EventIn, supersedes: str | None) -> str:
+    row = decision_row(event, item, supersedes=supersedes)
+    await tx.insert_decision(row)
+    return row.id
+
+
+async def _project_task(tx: Tx, event: EventRow, item: EventIn) -> str:
+    """Create or update the task named by ``task.task_id`` (a new task when it is omitted)."""
+    fields = item.task or TaskFields()
+    title = redact(fields.title).text if fields.title else None
+    note = redact(fields.note).text if fields.note is not None else None
+    task_id = fields.task_id or new_id("task")
+    current = await tx.get_task(task_id, for_update=True)
+    if current is None:
+        await tx.insert_task(
+            TaskRow(
+                id=task_id,
+                title=title or event.text.strip().splitlines()[0][:300],
+                status=fields.status or "open",
+                owner=fields.owner or event.agent_id,
+                session_id=event.session_id,
+                channel=event.channel,
+                sensitivity=event.sensitivity,
+                note=note,
+                last_event_id=event.id,
+                created_at=event.ts,
+                updated_at=event.ts,
+            )
+        )
+        return task_id
+    await tx.update_task(
+        current.model_copy(
+            update={
+                "title": title or current.title,
+                "status": fields.status or current.status,
+                "owner": fields.owner or current.owner,
+                "note": note if note is not None else current.note,
+                "last_event_id": event.id,
+                "updated_at": event.ts,
+            }
+        )
+    )
+    return task_id

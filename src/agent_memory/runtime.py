@@ -1,0 +1,40 @@
+"""What the MCP layer needs at hand for every call: the database, the limits and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent_memory.caller import Caller
+from agent_memory.ingest import Limits
+from agent_memory.settings import Settings
+from agent_memory.store.database import Database
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Built once at start by ``server/`` and handed to every tool and resource."""
+
+    db: Database
+    settings: Settings
+    identify: Callable[[], Caller]
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(
+            batch_max=s.batch_max,
+            text_max_chars=s.text_max_chars,
+            artifact_threshold_chars=s.artifact_threshold_chars,
+            chunk_tokens=s.chunk_tokens,
+        )
+
+    def caller(self, agent_id: str | None = None) -> Caller:
+        """The verified caller of the current request; over stdio it may name its agent per call."""
+        return self.identify().as_agent(agent_id)
+
+
+def local_identity(settings: Settings) -> Callable[[], Caller]:
+    """Identity of a stdio (or in-process) server: the configured tenant and agent, every role."""
+    caller = Caller(tenant=settings.tenant, agent_id=settings.agent, principal=f"local:{settings.agent}")
+    return lambda: caller

@@ -1,0 +1,1 @@
+"""Serving agent-memory: wiring, transports, auth and the CLI commands."""

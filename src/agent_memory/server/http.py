@@ -1,0 +1,130 @@
+"""Streamable HTTP: our Starlette app with ``/healthz``, ``/readyz`` and the MCP endpoint at ``/mcp``.
+
+Stateless, so that any replica can serve any request; bearer auth unless ``AGENT_MEMORY_AUTH=none`` on a
+loopback bind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import uvicorn
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from agent_memory.errors import InvalidInput, MemoryError_
+from agent_memory.runtime import Runtime
+from agent_memory.server.app import build_server
+from agent_memory.server.auth import JwtVerifier, token_identity
+from agent_memory.server.stdio import run_until_signal
+from agent_memory.settings import Settings
+from agent_memory.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or name."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_options(settings: Settings) -> dict[str, Any]:
+    """The MCPServer arguments for the configured auth, or a clear error for an unsafe configuration."""
+    if settings.auth == "none":
+        if not is_loopback(settings.http_host):
+            raise InvalidInput(
+                "AGENT_MEMORY_AUTH",
+                f"'none' while binding {settings.http_host}",
+                "'none' only on a loopback address; configure AGENT_MEMORY_JWT_SECRET to serve a network",
+            )
+        return {}
+    if settings.jwt_secret is None:
+        raise InvalidInput(
+            "AGENT_MEMORY_JWT_SECRET",
+            "not set while AGENT_MEMORY_AUTH=required",
+            "an HS256 secret (or _FILE), or AGENT_MEMORY_AUTH=none on a loopback bind",
+        )
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    return {
+        "token_verifier": JwtVerifier(
+            settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
+        "auth": AuthSettings(issuer_url=settings.jwt_issuer or base, resource_server_url=f"{base}/mcp"),
+    }
+
+
+def create_app(db: Database, settings: Settings) -> Starlette:
+    """A fresh ASGI app (the MCP session manager can run once per instance: one app per server)."""
+    runtime = Runtime(db=db, settings=settings, identify=token_identity(settings))
+    server = build_server(runtime, **auth_options(settings))
+    hosts = settings.allowed_hosts or [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
+    mcp_app = server.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        host=settings.http_host,
+        transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=[]),
+    )
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        try:
+            await db.ping()
+            applied, expected = await db.schema_status()
+        except MemoryError_ as exc:
+            return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
+        current = max(applied, default=0)
+        if current != expected:
+            reason = f"schema version {current}, expected {expected}"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready", "schema_version": current})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with server.session_manager.run():
+            yield
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Mount("/", app=mcp_app)],
+        lifespan=lifespan,
+    )
+
+
+async def serve_http(settings: Settings) -> None:
+    """Serve streamable HTTP on the configured host and port until SIGTERM or SIGINT."""
+    auth_options(settings)  # refuse an unsafe configuration before touching the database
+
+    async def run(db: Database) -> None:
+        config = uvicorn.Config(
+            create_app(db, settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # run_until_signal owns them
+        log.info("serving streamable HTTP", host=settings.http_host, port=settings.http_port, auth=settings.auth)
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
+
+    await run_until_signal(settings, run)

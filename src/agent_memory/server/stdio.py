@@ -1,0 +1,50 @@
+"""Serving: stdio for desktop assistants, streamable HTTP for hosted agents; both stop cleanly on
+SIGTERM/SIGINT (calls in flight finish or are cancelled, the pool closes, the embedded PostgreSQL stops when
+this was its last user)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+
+import anyio
+import structlog
+
+from agent_memory.runtime import Runtime, local_identity
+from agent_memory.server.app import build_server
+from agent_memory.settings import Settings
+from agent_memory.store.connect import open_database
+from agent_memory.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+
+async def serve_stdio(settings: Settings) -> None:
+    """Serve MCP over stdin/stdout until the client closes stdin or a signal arrives."""
+
+    async def run(db: Database) -> None:
+        runtime = Runtime(db=db, settings=settings, identify=local_identity(settings))
+        server = build_server(runtime, tenant_filter=settings.tenant)
+        log.info("serving over stdio", tenant=settings.tenant)
+        await server.run_stdio_async()
+
+    await run_until_signal(settings, run)
+
+
+async def run_until_signal(settings: Settings, run: Callable[[Database], Awaitable[None]]) -> None:
+    """Open the database, run ``run`` with it, and stop on SIGTERM or SIGINT with everything released."""
+    async with open_database(settings) as db, anyio.create_task_group() as group:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    group.cancel_scope.cancel()
+                    return
+
+        async def main() -> None:
+            await run(db)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_signals)
+        group.start_soon(main)

@@ -1,0 +1,91 @@
+"""Settings: one object, built once at start from the environment (``AGENT_MEMORY_*``) and CLI flags.
+
+Every secret may also be given as ``AGENT_MEMORY_<NAME>_FILE`` pointing at a mounted file. The table of
+settings lives in ``docs/configuration.md``; a test fails when a field here is missing from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_SECRET_FIELDS = ("database_url", "jwt_secret", "redis_url")
+
+
+class Settings(BaseSettings):
+    """Operator-facing configuration (PRODUCT.md §8)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENT_MEMORY_", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=None, description="External PostgreSQL URL; unset means the embedded PostgreSQL."
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Where the embedded PostgreSQL lives (default: XDG data home/agent-memory)."
+    )
+    tenant: str = Field(default="local", min_length=1, max_length=64, description="Tenant of a stdio server.")
+    agent: str = Field(
+        default="local-agent", min_length=1, max_length=128, description="Default agent id over stdio."
+    )
+    http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+    http_port: int = Field(default=8765, ge=0, le=65535, description="HTTP bind port.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers accepted over HTTP (default: loopback names)."
+    )
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 verification key.")
+    jwks: str | None = Field(default=None, description="Path or URL of a JWKS for RS256/ES256.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` claim.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` claim.")
+    auth: Literal["required", "none"] = Field(
+        default="required", description="HTTP auth: `required`, or `none` (loopback only)."
+    )
+    redis_url: SecretStr | None = Field(default=None, description="Redis for shared rate limits.")
+    pool_min: int = Field(default=1, ge=0, le=100, description="Minimum pooled connections.")
+    pool_max: int = Field(default=20, ge=1, le=500, description="Maximum pooled connections.")
+    log_format: Literal["json", "console"] = Field(default="json", description="Log format on stderr.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    batch_max: int = Field(default=500, ge=1, le=5000, description="Most events one `remember` call takes.")
+    text_max_chars: int = Field(
+        default=1_000_000, ge=1000, description="Longest event text accepted (characters)."
+    )
+    artifact_threshold_chars: int = Field(
+        default=4000,
+        ge=200,
+        description="Tool output longer than this is stored whole as an artifact; the event keeps an excerpt.",
+    )
+    chunk_tokens: int = Field(default=400, ge=50, le=4000, description="Target size of a retrieval chunk.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """Fill ``X`` from the file named by ``AGENT_MEMORY_X_FILE`` when ``X`` itself is not given."""
+        if not isinstance(data, dict):
+            return data
+        for name in _SECRET_FIELDS:
+            path = os.environ.get(f"AGENT_MEMORY_{name.upper()}_FILE")
+            if path and data.get(name) is None and not os.environ.get(f"AGENT_MEMORY_{name.upper()}"):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    msg = f"AGENT_MEMORY_{name.upper()}_FILE: cannot read {path!r} ({exc.strerror})"
+                    raise ValueError(msg) from exc
+        return data
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_shape(cls, value: str) -> str:
+        if not all(ch.isalnum() or ch in "-_." for ch in value):
+            msg = f"tenant {value!r} may contain only letters, digits, '-', '_' and '.'"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,0 +1,363 @@
+"""The asyncpg storage layer: a pool, and tenant-bound transactions that run named queries.
+
+``Database.transaction(tenant)`` yields a ``Tx`` whose every method is scoped to that tenant; callers never
+see asyncpg. asyncpg failures are translated into the error taxonomy of ``agent_memory.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from agent_memory.errors import Conflict, InvalidInput, MemoryError_, Unavailable
+from agent_memory.store.migrate import applied_versions, latest_version, migrate
+from agent_memory.store.queries import QUERIES
+from agent_memory.store.rows import (
+    ArtifactRow,
+    ChunkRow,
+    DecisionRow,
+    EventRow,
+    HandoffRow,
+    TaskRow,
+    ViewRow,
+    to_row,
+)
+
+log = structlog.get_logger(__name__)
+
+VIEWS_CHANNEL = "agent_memory_views"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    """A connection pool to one PostgreSQL database holding agent-memory's schema."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 20, run_migrations: bool = True) -> Database:
+        """Open a pool (and apply pending migrations); a clear ``Unavailable`` when the server cannot be reached."""
+        try:
+            if run_migrations:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min(min_size, max_size), max_size=max_size, init=_init_connection
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            msg = f"cannot reach the database: {exc.__class__.__name__}: {exc}"
+            raise Unavailable(msg) from exc
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        """Close every connection, waiting for calls in flight."""
+        await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The underlying pool, for the store's own helpers (listeners, health checks)."""
+        return self._pool
+
+    async def schema_status(self) -> tuple[list[int], int]:
+        """(applied versions, the version this package expects)."""
+        async with self._pool.acquire() as conn:
+            return await applied_versions(conn), latest_version()
+
+    async def ping(self) -> None:
+        """Round-trip to the database, raising ``Unavailable`` when it does not answer."""
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                await conn.fetchval("SELECT 1")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            msg = f"database unreachable: {exc}"
+            raise Unavailable(msg) from exc
+
+    @asynccontextmanager
+    async def listen(self, channel: str, buffer: int = 100) -> AsyncIterator[MemoryObjectReceiveStream[str]]:
+        """Payloads NOTIFYed on ``channel``, over a dedicated connection (so the pool keeps its size).
+
+        When the reader falls ``buffer`` payloads behind, newer ones are dropped with a warning.
+        """
+        send, receive = anyio.create_memory_object_stream[str](buffer)
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                send.send_nowait(payload)
+            except anyio.WouldBlock:
+                log.warning("notifications are backing up; dropping one", channel=channel, payload=payload)
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.add_listener(channel, on_notify)
+            async with send, receive:
+                yield receive
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+
+    @asynccontextmanager
+    async def transaction(self, tenant: str) -> AsyncIterator[Tx]:
+        """One transaction scoped to ``tenant``: everything in it is written, or nothing is."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield Tx(conn, tenant)
+        except MemoryError_:
+            raise
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"conflicting write: {exc.detail or exc}") from exc
+        except asyncpg.CheckViolationError as exc:
+            raise InvalidInput(exc.constraint_name or "value", f"rejected by the database: {exc}") from exc
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            msg = f"database unavailable: {exc}"
+            raise Unavailable(msg) from exc
+
+
+class Tx:
+    """A transaction bound to one tenant. Every query it runs is filtered by that tenant."""
+
+    def __init__(self, conn: asyncpg.Connection, tenant: str) -> None:
+        self._conn = conn
+        self.tenant = tenant
+
+    async def _execute(self, name: str, *args: Any) -> str:
+        result: str = await self._conn.execute(QUERIES[name], self.tenant, *args)
+        return result
+
+    async def _fetch(self, name: str, *args: Any) -> list[Any]:
+        return list(await self._conn.fetch(QUERIES[name], self.tenant, *args))
+
+    async def _fetchrow(self, name: str, *args: Any) -> Any:
+        return await self._conn.fetchrow(QUERIES[name], self.tenant, *args)
+
+    # tenants and locks
+
+    async def ensure_tenant(self) -> None:
+        await self._execute("ensure_tenant")
+
+    async def lock_text_hash(self, text_hash: str) -> None:
+        await self._execute("lock_text_hash", text_hash)
+
+    async def find_original(self, text_hash: str) -> str | None:
+        row = await self._fetchrow("find_original", text_hash)
+        return None if row is None else str(row["id"])
+
+    # events, chunks, artifacts
+
+    async def insert_event(self, event: EventRow) -> None:
+        await self._execute(
+            "insert_event",
+            event.id,
+            event.session_id,
+            event.agent_id,
+            event.kind,
+            event.channel,
+            event.actor,
+            event.sensitivity,
+            event.text,
+            event.text_hash,
+            event.token_est,
+            event.tags,
+            event.refs,
+            event.importance,
+            event.pinned,
+            event.metadata,
+            event.redactions,
+            event.duplicate_of,
+            event.artifact_id,
+            event.original_chars,
+            event.truncated,
+            event.ts,
+        )
+
+    async def insert_chunks(self, chunks: Sequence[ChunkRow]) -> None:
+        await self._conn.executemany(
+            QUERIES["insert_chunk"],
+            [
+                (
+                    self.tenant,
+                    c.id,
+                    c.event_id,
+                    c.seq,
+                    c.session_id,
+                    c.kind,
+                    c.channel,
+                    c.sensitivity,
+                    c.text,
+                    c.token_est,
+                    c.importance,
+                    c.pinned,
+                    c.tags,
+                    c.ts,
+                )
+                for c in chunks
+            ],
+        )
+
+    async def insert_artifact(self, artifact: ArtifactRow) -> None:
+        await self._execute(
+            "insert_artifact",
+            artifact.id,
+            artifact.event_id,
+            artifact.mime_type,
+            artifact.content,
+            artifact.chars,
+            artifact.sha256,
+        )
+
+    async def existing_refs(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        return {row["id"] for row in await self._fetch("existing_refs", list(ids))}
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        row = await self._fetchrow("get_event", event_id)
+        return None if row is None else to_row(EventRow, row)
+
+    async def chunk_ids_of_event(self, event_id: str) -> list[str]:
+        return [row["id"] for row in await self._fetch("chunk_ids_of_event", event_id)]
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        row = await self._fetchrow("get_artifact", artifact_id)
+        return None if row is None else to_row(ArtifactRow, row)
+
+    # decisions
+
+    async def insert_decision(self, d: DecisionRow) -> None:
+        await self._execute(
+            "insert_decision",
+            d.id,
+            d.event_id,
+            d.session_id,
+            d.agent_id,
+            d.channel,
+            d.sensitivity,
+            d.text,
+            d.rationale,
+            d.constraints,
+            d.alternatives,
+            d.consequences,
+            d.scope,
+            d.confidence,
+            d.refs,
+            d.importance,
+            d.pinned,
+            d.token_est,
+            d.supersedes,
+            d.ts,
+        )
+
+    async def get_decision(self, decision_id: str, *, for_update: bool = False) -> DecisionRow | None:
+        row = await self._fetchrow("lock_decision" if for_update else "get_decision", decision_id)
+        return None if row is None else to_row(DecisionRow, row)
+
+    async def decision_chain_head(self, decision_id: str) -> str | None:
+        row = await self._fetchrow("decision_chain_head", decision_id)
+        return None if row is None else str(row["id"])
+
+    async def mark_superseded(self, decision_id: str, successor_id: str, at: datetime) -> bool:
+        return await self._execute("mark_superseded", decision_id, successor_id, at) == "UPDATE 1"
+
+    async def decision_statuses(self, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        rows = await self._fetch("decision_statuses", list(ids))
+        return {row["id"]: (row["status"], row["superseded_by"]) for row in rows}
+
+    # tasks
+
+    async def get_task(self, task_id: str, *, for_update: bool = False) -> TaskRow | None:
+        row = await self._fetchrow("lock_task" if for_update else "get_task", task_id)
+        return None if row is None else to_row(TaskRow, row)
+
+    async def insert_task(self, t: TaskRow) -> None:
+        await self._execute(
+            "insert_task",
+            t.id,
+            t.title,
+            t.status,
+            t.owner,
+            t.session_id,
+            t.channel,
+            t.sensitivity,
+            t.note,
+            t.last_event_id,
+            t.updated_at,
+        )
+
+    async def update_task(self, t: TaskRow) -> None:
+        await self._execute("update_task", t.id, t.title, t.status, t.owner, t.note, t.last_event_id, t.updated_at)
+
+    # handoffs
+
+    async def insert_handoff(self, h: HandoffRow) -> None:
+        await self._execute(
+            "insert_handoff",
+            h.id,
+            h.from_agent,
+            h.to_agent,
+            h.session_id,
+            h.task,
+            h.constraints,
+            h.decision_ids,
+            h.required_files,
+            h.open_questions,
+            h.refs,
+            h.token_est,
+            h.created_at,
+        )
+
+    async def get_handoff(self, handoff_id: str) -> HandoffRow | None:
+        row = await self._fetchrow("get_handoff", handoff_id)
+        return None if row is None else to_row(HandoffRow, row)
+
+    # views
+
+    async def get_view(self, name: str) -> ViewRow | None:
+        row = await self._fetchrow("get_view", name)
+        return None if row is None else to_row(ViewRow, row)
+
+    async def list_views(self) -> list[ViewRow]:
+        return [to_row(ViewRow, row) for row in await self._fetch("list_views")]
+
+    async def set_view(self, name: str, body: str, token_est: int, updated_by: str) -> ViewRow:
+        row = await self._fetchrow("set_view", name, body, token_est, updated_by)
+        await self._execute("notify_view_changed", name)
+        return to_row(ViewRow, row)
+
+    # audit
+
+    async def audit(
+        self,
+        *,
+        principal: str,
+        action: str,
+        resource_ids: Sequence[str],
+        success: bool,
+        latency_ms: float | None,
+        request_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._execute(
+            "insert_audit",
+            principal,
+            action,
+            list(resource_ids),
+            success,
+            latency_ms,
+            request_id,
+            detail or {},
+        )

@@ -1,0 +1,140 @@
+"""Rows as pydantic models: the one place where database records become typed values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from agent_memory.vocabulary import Channel, EventKind, Sensitivity, TaskStatus, ViewName
+
+
+class Row(BaseModel):
+    """Base of every row model: immutable, built from a record by field name."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EventRow(Row):
+    id: str
+    session_id: str
+    agent_id: str
+    kind: EventKind
+    channel: Channel
+    actor: str | None
+    sensitivity: Sensitivity
+    text: str
+    text_hash: str
+    token_est: int
+    tags: list[str]
+    refs: list[str]
+    importance: float
+    pinned: bool
+    metadata: dict[str, Any]
+    redactions: list[str]
+    duplicate_of: str | None
+    artifact_id: str | None
+    original_chars: int
+    truncated: bool
+    ts: datetime
+    recorded_at: datetime | None = None
+
+
+class ChunkRow(Row):
+    id: str
+    event_id: str
+    seq: int
+    session_id: str
+    kind: EventKind
+    channel: Channel
+    sensitivity: Sensitivity
+    text: str
+    token_est: int
+    importance: float
+    pinned: bool
+    tags: list[str]
+    ts: datetime
+
+
+class ArtifactRow(Row):
+    id: str
+    event_id: str
+    mime_type: str
+    content: str
+    chars: int
+    sha256: str
+    created_at: datetime | None = None
+
+
+class DecisionRow(Row):
+    id: str
+    event_id: str
+    session_id: str
+    agent_id: str
+    channel: Channel
+    sensitivity: Sensitivity
+    text: str
+    rationale: str | None
+    constraints: list[str]
+    alternatives: list[str]
+    consequences: list[str]
+    scope: str | None
+    confidence: float | None
+    refs: list[str]
+    importance: float
+    pinned: bool
+    token_est: int
+    status: str = "active"
+    supersedes: str | None = None
+    superseded_by: str | None = None
+    ts: datetime
+    superseded_at: datetime | None = None
+
+
+class TaskRow(Row):
+    id: str
+    title: str
+    status: TaskStatus
+    owner: str | None
+    session_id: str
+    channel: Channel
+    sensitivity: Sensitivity
+    note: str | None
+    last_event_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class HandoffRow(Row):
+    id: str
+    from_agent: str
+    to_agent: str
+    session_id: str
+    task: str
+    constraints: list[str]
+    decision_ids: list[str]
+    required_files: list[str]
+    open_questions: list[str]
+    refs: list[str]
+    token_est: int
+    status: str = "pending"
+    created_at: datetime
+    delivered_at: datetime | None = None
+
+
+class ViewRow(Row):
+    name: ViewName
+    body: str
+    token_est: int
+    version: int
+    updated_by: str
+    updated_at: datetime
+
+
+RowT = TypeVar("RowT", bound=Row)
+
+
+def to_row(model: type[RowT], record: Any) -> RowT:
+    """Build ``model`` from an asyncpg record (a mapping)."""
+    return model.model_validate(dict(record))

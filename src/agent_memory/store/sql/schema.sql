@@ -1,0 +1,216 @@
+-- Canonical schema: what the numbered migrations build, in one file. A test proves they agree.
+-- Change it together with a new migration; read it to learn the schema.
+
+
+CREATE TABLE tenants (
+    id          text PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Ground truth, append-only (P1): rows are inserted, never updated; forgetting deletes.
+CREATE TABLE events (
+    tenant_id       text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id              text NOT NULL,
+    session_id      text NOT NULL,
+    agent_id        text NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('message', 'tool_call', 'tool_result', 'decision',
+                        'task_update', 'summary', 'fact', 'preference', 'artifact')),
+    channel         text NOT NULL CHECK (channel IN ('private', 'team', 'agent', 'public')),
+    actor           text,
+    sensitivity     text NOT NULL CHECK (sensitivity IN ('none', 'low', 'high', 'secret')),
+    text            text NOT NULL,
+    text_hash       text NOT NULL,
+    token_est       integer NOT NULL CHECK (token_est > 0),
+    tags            text[] NOT NULL DEFAULT '{}',
+    refs            text[] NOT NULL DEFAULT '{}',
+    importance      real NOT NULL DEFAULT 0.5 CHECK (importance >= 0 AND importance <= 1),
+    pinned          boolean NOT NULL DEFAULT false,
+    metadata        jsonb NOT NULL DEFAULT '{}',
+    redactions      text[] NOT NULL DEFAULT '{}',
+    duplicate_of    text,
+    artifact_id     text,
+    original_chars  integer NOT NULL,
+    truncated       boolean NOT NULL DEFAULT false,
+    ts              timestamptz NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX events_tenant_ts ON events (tenant_id, ts DESC, id DESC);
+CREATE INDEX events_session_ts ON events (tenant_id, session_id, ts DESC, id DESC);
+CREATE INDEX events_kind_ts ON events (tenant_id, kind, ts DESC, id DESC);
+CREATE INDEX events_text_hash ON events (tenant_id, text_hash, ts, id);
+CREATE INDEX events_tags ON events USING gin (tags);
+
+CREATE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are append-only: % is not allowed', TG_OP USING ERRCODE = 'restrict_violation';
+END
+$$;
+CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_append_only();
+
+-- Derived retrieval units (P2): disposable, rebuilt from events by `agent-memory reindex`.
+CREATE TABLE chunks (
+    tenant_id    text NOT NULL,
+    id           text NOT NULL,
+    event_id     text NOT NULL,
+    seq          integer NOT NULL CHECK (seq >= 0),
+    session_id   text NOT NULL,
+    kind         text NOT NULL,
+    channel      text NOT NULL,
+    sensitivity  text NOT NULL,
+    text         text NOT NULL,
+    token_est    integer NOT NULL CHECK (token_est > 0),
+    tsv          tsvector NOT NULL GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
+    importance   real NOT NULL,
+    pinned       boolean NOT NULL,
+    tags         text[] NOT NULL DEFAULT '{}',
+    ts           timestamptz NOT NULL,
+    embedding_model text,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, event_id, seq),
+    FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
+CREATE INDEX chunks_tenant_ts ON chunks (tenant_id, ts DESC, id DESC);
+CREATE INDEX chunks_session_ts ON chunks (tenant_id, session_id, ts DESC);
+CREATE INDEX chunks_pinned ON chunks (tenant_id, ts DESC) WHERE pinned;
+
+-- Embeddings: a pgvector column with an HNSW index where the extension exists, a plain real[] where it
+-- does not (semantic scoring then reranks the bounded lexical candidate pool). Never required.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+        CREATE EXTENSION IF NOT EXISTS vector;
+        ALTER TABLE chunks ADD COLUMN embedding vector(384);
+        CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops);
+    ELSE
+        ALTER TABLE chunks ADD COLUMN embedding real[];
+    END IF;
+END
+$$;
+
+-- Whole tool outputs too large for an event; the event keeps an excerpt and points here.
+CREATE TABLE artifacts (
+    tenant_id   text NOT NULL,
+    id          text NOT NULL,
+    event_id    text NOT NULL,
+    mime_type   text NOT NULL DEFAULT 'text/plain',
+    content     text NOT NULL,
+    chars       integer NOT NULL,
+    sha256      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX artifacts_event ON artifacts (tenant_id, event_id);
+
+-- The decision ledger: superseded, never silently overwritten.
+CREATE TABLE decisions (
+    tenant_id      text NOT NULL,
+    id             text NOT NULL,
+    event_id       text NOT NULL,
+    session_id     text NOT NULL,
+    agent_id       text NOT NULL,
+    channel        text NOT NULL,
+    sensitivity    text NOT NULL,
+    text           text NOT NULL,
+    rationale      text,
+    constraints    text[] NOT NULL DEFAULT '{}',
+    alternatives   text[] NOT NULL DEFAULT '{}',
+    consequences   text[] NOT NULL DEFAULT '{}',
+    scope          text,
+    confidence     real CHECK (confidence >= 0 AND confidence <= 1),
+    refs           text[] NOT NULL DEFAULT '{}',
+    importance     real NOT NULL DEFAULT 0.8,
+    pinned         boolean NOT NULL DEFAULT false,
+    token_est      integer NOT NULL CHECK (token_est > 0),
+    status         text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'superseded')),
+    supersedes     text,
+    superseded_by  text,
+    ts             timestamptz NOT NULL,
+    superseded_at  timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX decisions_one_successor ON decisions (tenant_id, supersedes) WHERE supersedes IS NOT NULL;
+CREATE INDEX decisions_status_ts ON decisions (tenant_id, status, ts DESC, id DESC);
+
+-- Task state projected from task_update events.
+CREATE TABLE tasks (
+    tenant_id      text NOT NULL,
+    id             text NOT NULL,
+    title          text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('open', 'doing', 'blocked', 'done')),
+    owner          text,
+    session_id     text NOT NULL,
+    channel        text NOT NULL,
+    sensitivity    text NOT NULL,
+    note           text,
+    last_event_id  text NOT NULL,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX tasks_status ON tasks (tenant_id, status, updated_at DESC);
+
+-- Packets one agent hands another.
+CREATE TABLE handoffs (
+    tenant_id       text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id              text NOT NULL,
+    from_agent      text NOT NULL,
+    to_agent        text NOT NULL,
+    session_id      text NOT NULL,
+    task            text NOT NULL,
+    constraints     text[] NOT NULL DEFAULT '{}',
+    decision_ids    text[] NOT NULL DEFAULT '{}',
+    required_files  text[] NOT NULL DEFAULT '{}',
+    open_questions  text[] NOT NULL DEFAULT '{}',
+    refs            text[] NOT NULL DEFAULT '{}',
+    token_est       integer NOT NULL CHECK (token_est > 0),
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered')),
+    created_at      timestamptz NOT NULL,
+    delivered_at    timestamptz,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX handoffs_pending ON handoffs (tenant_id, to_agent, created_at) WHERE status = 'pending';
+
+-- Small human-curated documents (P6).
+CREATE TABLE views (
+    tenant_id   text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name        text NOT NULL CHECK (name IN ('identity', 'rules', 'preferences', 'glossary')),
+    body        text NOT NULL,
+    token_est   integer NOT NULL CHECK (token_est > 0),
+    version     integer NOT NULL DEFAULT 1,
+    updated_by  text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, name)
+);
+
+-- Every read and write, who did it and how it went.
+CREATE TABLE audit_log (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id    text NOT NULL,
+    principal    text NOT NULL,
+    action       text NOT NULL,
+    resource_ids text[] NOT NULL DEFAULT '{}',
+    success      boolean NOT NULL,
+    latency_ms   real,
+    request_id   text,
+    detail       jsonb NOT NULL DEFAULT '{}',
+    at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_log_tenant_at ON audit_log (tenant_id, at);
+
+-- Tenant API keys for service clients: only a hash is stored.
+CREATE TABLE api_keys (
+    tenant_id     text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id            text NOT NULL,
+    name          text NOT NULL,
+    key_hash      text NOT NULL UNIQUE,
+    roles         text[] NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    revoked_at    timestamptz,
+    last_used_at  timestamptz,
+    PRIMARY KEY (tenant_id, id)
+);

@@ -1,0 +1,43 @@
+"""Small helpers shared by tests: reading the store directly to prove what was (not) written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import Client
+
+from agent_memory.store.database import Database
+
+TABLES = ("tenants", "events", "chunks", "artifacts", "decisions", "tasks", "handoffs", "views", "audit_log", "api_keys")
+
+
+async def row_counts(db: Database) -> dict[str, int]:
+    """Rows per table."""
+    async with db.pool.acquire() as conn:
+        return {table: await conn.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
+
+
+async def database_text(db: Database) -> str:
+    """Every row of every table, as text: what a search of the whole database would see."""
+    async with db.pool.acquire() as conn:
+        parts = []
+        for table in TABLES:
+            rows = await conn.fetch(f"SELECT t::text AS row FROM {table} t")
+            parts.extend(row["row"] for row in rows)
+        return "\n".join(parts)
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call ``tool`` and return its structured result, failing the test on a tool error."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call ``tool`` expecting a tool error; returns its message."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    text: str = result.content[0].text  # type: ignore[union-attr]
+    return text
