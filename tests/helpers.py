@@ -8,7 +8,18 @@ from mcp import Client
 
 from agent_memory.store.database import Database
 
-TABLES = ("tenants", "events", "chunks", "artifacts", "decisions", "tasks", "handoffs", "views", "audit_log", "api_keys")
+TABLES = (
+    "tenants",
+    "events",
+    "chunks",
+    "artifacts",
+    "decisions",
+    "tasks",
+    "handoffs",
+    "views",
+    "audit_log",
+    "api_keys",
+)
 
 
 async def row_counts(db: Database) -> dict[str, int]:

@@ -17,7 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from agent_memory import __version__
-from agent_memory.errors import MemoryError_
+from agent_memory.errors import AgentMemoryError
 from agent_memory.logs import configure_logging
 from agent_memory.settings import Settings
 from agent_memory.vocabulary import VIEW_NAMES
@@ -79,9 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view_set.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
     view_set.add_argument("file", metavar="FILE", help="a text or Markdown file, or - for stdin")
-    view_show = view_commands.add_parser(
-        "show", parents=[common], help="print a view", description="Print view NAME."
-    )
+    view_show = view_commands.add_parser("show", parents=[common], help="print a view", description="Print view NAME.")
     view_show.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
     return parser
 
@@ -119,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format if is_server else "console", settings.log_level)
     try:
         return anyio.run(_dispatch, args, settings)
-    except MemoryError_ as exc:
+    except AgentMemoryError as exc:
         print(f"agent-memory: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -127,14 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from agent_memory.server import commands  # imported late: keeps `--help` fast
-
+    # Imported late: `--help` and the admin commands do not pay for loading the MCP SDK.
     if args.command == "serve":
         if args.http:
-            await commands.serve_http(settings)
+            from agent_memory.server.http import serve_http
+
+            await serve_http(settings)
         else:
-            await commands.serve_stdio(settings)
+            from agent_memory.server.stdio import serve_stdio
+
+            await serve_stdio(settings)
         return 0
+    from agent_memory.server import commands
+
     if args.command == "migrate":
         return await commands.migrate(settings)
     if args.command == "doctor":
@@ -142,7 +145,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 0 if report.get("ok") else 1
     if args.views_command == "set":
-        body = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        body = sys.stdin.read() if args.file == "-" else await anyio.Path(args.file).read_text(encoding="utf-8")
         row = await commands.set_view(settings, args.name, body)
         print(f"view {row.name} of tenant {settings.tenant} is now version {row.version} ({row.token_est} tokens)")
         return 0

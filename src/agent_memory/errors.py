@@ -3,7 +3,7 @@
 Every failure a caller can act on is one of these, raised by the domain or translated by ``store/``
 from asyncpg, and turned into an MCP tool error (``isError``) by ``tools/``::
 
-    MemoryError_
+    AgentMemoryError
     ├── InvalidInput      a field's value is wrong: names the field, the bad value and what is allowed
     ├── NotFound          an id that does not exist in the caller's tenant
     ├── Conflict          the request clashes with current state (e.g. superseding a superseded decision)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class MemoryError_(Exception):  # noqa: N801 - trailing underscore avoids shadowing the builtin MemoryError
+class AgentMemoryError(Exception):
     """Base of every error agent-memory reports to callers."""
 
     code = "error"
@@ -34,7 +34,7 @@ class MemoryError_(Exception):  # noqa: N801 - trailing underscore avoids shadow
         return {"error": self.code, "message": self.message, **self.details}
 
 
-class InvalidInput(MemoryError_):
+class InvalidInput(AgentMemoryError):
     """A field's value is not acceptable."""
 
     code = "invalid_input"
@@ -47,7 +47,7 @@ class InvalidInput(MemoryError_):
         self.field = field
 
 
-class NotFound(MemoryError_):
+class NotFound(AgentMemoryError):
     """An id that does not exist in the caller's tenant (other tenants' ids are indistinguishable)."""
 
     code = "not_found"
@@ -57,19 +57,19 @@ class NotFound(MemoryError_):
         super().__init__(f"{where}no {kind} with id {ident!r} exists in this tenant", kind=kind, id=ident)
 
 
-class Conflict(MemoryError_):
+class Conflict(AgentMemoryError):
     """The request clashes with the current state."""
 
     code = "conflict"
 
 
-class Forbidden(MemoryError_):
+class Forbidden(AgentMemoryError):
     """The caller may not do this."""
 
     code = "forbidden"
 
 
-class RateLimited(MemoryError_):
+class RateLimited(AgentMemoryError):
     """Too many calls; retry after ``retry_after`` seconds."""
 
     code = "rate_limited"
@@ -79,7 +79,7 @@ class RateLimited(MemoryError_):
         self.retry_after = retry_after
 
 
-class Unavailable(MemoryError_):
+class Unavailable(AgentMemoryError):
     """A dependency (usually the database) cannot serve the request right now."""
 
     code = "unavailable"

@@ -34,7 +34,7 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 METADATA_MAX_BYTES = 64 * 1024
 TOOL_OUTPUT_KINDS = frozenset({"tool_result", "tool_call", "artifact"})
-DECLARED_SECRET = "[REDACTED:declared_secret]"
+DECLARED_SECRET = "[REDACTED:declared_secret]"  # noqa: S105 - the marker that replaces a declared secret
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,11 @@ async def test_task_updates_create_then_update_one_task(client: Client, db: Data
     assert task_id.startswith("tsk_")
     await call(client, "remember", text="started", kind="task_update", task={"task_id": task_id, "status": "doing"})
     await call(
-        client, "remember", text="done now", kind="task_update", task={"task_id": task_id, "status": "done", "note": "ok"}
+        client,
+        "remember",
+        text="done now",
+        kind="task_update",
+        task={"task_id": task_id, "status": "done", "note": "ok"},
     )
     async with db.transaction("local") as tx:
         task = await tx.get_task(task_id)

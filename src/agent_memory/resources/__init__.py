@@ -21,7 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from agent_memory.errors import MemoryError_
+from agent_memory.errors import AgentMemoryError
 from agent_memory.ids import kind_of
 from agent_memory.runtime import Runtime
 from agent_memory.store.database import Tx
@@ -64,7 +64,7 @@ def _register_view(server: MCPServer, runtime: Runtime, name: str) -> None:
         try:
             async with runtime.db.transaction(caller.tenant) as tx:
                 row = await tx.get_view(name)
-        except MemoryError_ as exc:
+        except AgentMemoryError as exc:
             raise MCPError(INVALID_PARAMS, exc.message) from exc
         return row.body if row is not None else ""
 
@@ -95,7 +95,7 @@ async def _read(runtime: Runtime, kind: str, ident: str, fetch: Callable[[Tx, st
     try:
         async with runtime.db.transaction(caller.tenant) as tx:
             row = await fetch(tx, ident)
-    except MemoryError_ as exc:
+    except AgentMemoryError as exc:
         raise MCPError(INVALID_PARAMS, exc.message) from exc
     if row is None:
         raise MCPError(RESOURCE_NOT_FOUND, f"no {kind} with id {ident!r} exists in this tenant", {"id": ident})

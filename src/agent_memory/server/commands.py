@@ -1,4 +1,4 @@
-"""The CLI's commands besides serving: migrate, doctor and the views."""
+"""The CLI's commands besides serving: migrate, doctor and the views (none of them loads the MCP SDK)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from agent_memory import views
-from agent_memory.errors import MemoryError_
-from agent_memory.server.http import serve_http
-from agent_memory.server.stdio import serve_stdio
+from agent_memory.errors import AgentMemoryError
 from agent_memory.settings import Settings
 from agent_memory.store.connect import data_dir, open_database
 from agent_memory.store.database import Database
 from agent_memory.store.embedded import EmbeddedPostgres
-from agent_memory.store.migrate import applied_versions, latest_version, migrate as apply_migrations
+from agent_memory.store.migrate import applied_versions, latest_version
+from agent_memory.store.migrate import migrate as apply_migrations
 from agent_memory.store.rows import ViewRow
 
-__all__ = ["doctor", "migrate", "serve_http", "serve_stdio", "set_view", "show_view"]
+__all__ = ["doctor", "migrate", "set_view", "show_view"]
 
 
 async def migrate(settings: Settings) -> int:
@@ -59,7 +58,7 @@ async def doctor(settings: Settings) -> dict[str, Any]:
     try:
         async with open_database(settings, run_migrations=False) as db:
             report.update(await _schema_report(db))
-    except MemoryError_ as exc:
+    except AgentMemoryError as exc:
         report.update({"ok": False, "problem": exc.message})
     return report
 

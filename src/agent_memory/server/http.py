@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from agent_memory.errors import InvalidInput, MemoryError_
+from agent_memory.errors import AgentMemoryError, InvalidInput
 from agent_memory.runtime import Runtime
 from agent_memory.server.app import build_server
 from agent_memory.server.auth import JwtVerifier, token_identity
@@ -64,7 +64,11 @@ def auth_options(settings: Settings) -> dict[str, Any]:
         "token_verifier": JwtVerifier(
             settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
         ),
-        "auth": AuthSettings(issuer_url=settings.jwt_issuer or base, resource_server_url=f"{base}/mcp"),
+        "auth": AuthSettings(
+            issuer_url=settings.jwt_issuer or base,
+            resource_server_url=f"{base}/mcp",
+            validate_token_resource=False,  # JwtVerifier checks `aud` itself (AGENT_MEMORY_JWT_AUDIENCE)
+        ),
     }
 
 
@@ -87,7 +91,7 @@ def create_app(db: Database, settings: Settings) -> Starlette:
         try:
             await db.ping()
             applied, expected = await db.schema_status()
-        except MemoryError_ as exc:
+        except AgentMemoryError as exc:
             return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
         current = max(applied, default=0)
         if current != expected:
@@ -119,12 +123,9 @@ async def serve_http(settings: Settings) -> None:
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # run_until_signal owns them
+        # uvicorn takes SIGTERM/SIGINT while it serves: it stops accepting, lets calls in flight finish
+        # (up to timeout_graceful_shutdown), then re-raises the signal for run_until_signal to finish up.
         log.info("serving streamable HTTP", host=settings.http_host, port=settings.http_port, auth=settings.auth)
-        try:
-            await server.serve()
-        finally:
-            server.should_exit = True
+        await uvicorn.Server(config).serve()
 
     await run_until_signal(settings, run)

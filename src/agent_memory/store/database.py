@@ -17,7 +17,7 @@ import asyncpg
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from agent_memory.errors import Conflict, InvalidInput, MemoryError_, Unavailable
+from agent_memory.errors import AgentMemoryError, Conflict, InvalidInput, Unavailable
 from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
@@ -117,7 +117,7 @@ class Database:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield Tx(conn, tenant)
-        except MemoryError_:
+        except AgentMemoryError:
             raise
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"conflicting write: {exc.detail or exc}") from exc

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from agent_memory.errors import MemoryError_, Unavailable
+from agent_memory.errors import AgentMemoryError, Unavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,7 +28,7 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except MemoryError_ as exc:
+        except AgentMemoryError as exc:
             raise ToolError(f"{exc.code}: {exc.message}") from exc
         except TimeoutError as exc:
             raise ToolError(f"{Unavailable.code}: the database did not answer in time; retry") from exc

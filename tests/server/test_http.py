@@ -1,0 +1,143 @@
+"""Streamable HTTP: health endpoints, bearer auth, and a real server process on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx2
+import jwt
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from agent_memory.errors import InvalidInput
+from agent_memory.server.http import auth_options, create_app
+from agent_memory.settings import Settings
+from agent_memory.store.database import Database
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "test-secret-with-at-least-32-bytes-of-entropy"
+
+
+def token(tenant: str = "acme", agent: str = "agent-a", *, secret: str = SECRET, exp_in: int = 300) -> str:
+    claims = {"sub": agent, "tenant": tenant, "roles": ["writer"], "exp": int(time.time()) + exp_in}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@asynccontextmanager
+async def http_client(db: Database, settings: Settings, bearer: str | None) -> AsyncIterator[httpx2.AsyncClient]:
+    app = create_app(db, settings)
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1:8765", headers=headers
+        ) as client,
+    ):
+        yield client
+
+
+async def test_health_and_readiness(db: Database, settings: Settings) -> None:
+    """/healthz answers while the process lives; /readyz checks the database and the schema version."""
+    open_settings = settings.model_copy(update={"auth": "none"})
+    async with http_client(db, open_settings, None) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = (await client.get("/readyz")).json()
+        assert ready == {"status": "ready", "schema_version": 1}
+
+
+async def test_tenants_come_from_verified_tokens(db: Database, settings: Settings) -> None:
+    """Two tokens of two tenants: each remembers; neither can read the other's event."""
+    secured = settings.model_copy(update={"auth": "required", "jwt_secret": SecretStr(SECRET)})
+    ids = {}
+    for tenant in ("acme", "globex"):
+        async with (
+            http_client(db, secured, token(tenant)) as http,
+            Client(streamable_http_client("http://127.0.0.1:8765/mcp", http_client=http)) as client,
+        ):
+            result = await client.call_tool("remember", {"text": f"secret plans of {tenant}"})
+            assert not result.is_error
+            assert result.structured_content is not None
+            ids[tenant] = result.structured_content["events"][0]["id"]
+    async with db.transaction("acme") as tx:
+        assert await tx.get_event(ids["acme"]) is not None
+        assert await tx.get_event(ids["globex"]) is None
+
+
+@pytest.mark.parametrize(
+    "bearer",
+    [None, token(exp_in=-3600), token(secret="another-secret-of-sufficient-length-0000"), "not.a.jwt"],
+    ids=["missing", "expired", "wrong-key", "garbage"],
+)
+async def test_bad_tokens_get_401(db: Database, settings: Settings, bearer: str | None) -> None:
+    """No token, an expired one, one signed with another key, or garbage: 401 with WWW-Authenticate."""
+    secured = settings.model_copy(update={"auth": "required", "jwt_secret": SecretStr(SECRET)})
+    async with http_client(db, secured, bearer) as client:
+        response = await client.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+    assert response.status_code == 401
+    assert "Bearer" in response.headers.get("www-authenticate", "")
+
+
+def test_unsafe_configurations_are_refused() -> None:
+    """No auth on a non-loopback bind, or required auth without a key, is refused before serving."""
+    with pytest.raises(InvalidInput, match="loopback"):
+        auth_options(Settings(auth="none", http_host="0.0.0.0"))  # noqa: S104 - the point of the test
+    with pytest.raises(InvalidInput, match="JWT_SECRET"):
+        auth_options(Settings(auth="required"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_a_real_http_server_process(database_url: str) -> None:
+    """`agent-memory serve --http` on loopback: /healthz over a socket, a tool call, SIGTERM stops it."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
+    env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "agent-memory"), "serve", "--http", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx2.AsyncClient(base_url=url) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                await anyio.sleep(0.1)
+            assert (await http.get("/readyz")).json()["status"] == "ready"
+        async with Client(f"{url}/mcp") as client:
+            result = await client.call_tool("remember", {"text": "over a real socket"})
+            assert not result.is_error
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
