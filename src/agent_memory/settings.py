@@ -28,9 +28,7 @@ class Settings(BaseSettings):
         default=None, description="Where the embedded PostgreSQL lives (default: XDG data home/agent-memory)."
     )
     tenant: str = Field(default="local", min_length=1, max_length=64, description="Tenant of a stdio server.")
-    agent: str = Field(
-        default="local-agent", min_length=1, max_length=128, description="Default agent id over stdio."
-    )
+    agent: str = Field(default="local-agent", min_length=1, max_length=128, description="Default agent id over stdio.")
     http_host: str = Field(default="127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(default=8765, ge=0, le=65535, description="HTTP bind port.")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
@@ -49,9 +47,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(default="json", description="Log format on stderr.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     batch_max: int = Field(default=500, ge=1, le=5000, description="Most events one `remember` call takes.")
-    text_max_chars: int = Field(
-        default=1_000_000, ge=1000, description="Longest event text accepted (characters)."
-    )
+    text_max_chars: int = Field(default=1_000_000, ge=1000, description="Longest event text accepted (characters).")
     artifact_threshold_chars: int = Field(
         default=4000,
         ge=200,
