@@ -19,11 +19,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agent_memory.caller import Caller
 from agent_memory.errors import InvalidInput, NotFound
 from agent_memory.ids import kind_of, new_id
-from agent_memory.models import EventIn, EventReceipt, RememberResult, TaskFields
+from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberResult, TaskFields
 from agent_memory.redact import contains_pii, redact, redact_value
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
@@ -151,7 +152,8 @@ async def _store_one(
     session_id = item.session_id or "default"
     scrubbed = redact(item.text)
     metadata, meta_kinds, _ = redact_value(item.metadata)
-    kinds = sorted(set(scrubbed.kinds) | meta_kinds)
+    structured, structured_kinds = _structured(item, kind, supersedes)
+    kinds = sorted(set(scrubbed.kinds) | meta_kinds | structured_kinds)
     text = scrubbed.text
     if item.sensitivity == "secret" and not kinds:
         text, kinds = DECLARED_SECRET, ["declared_secret"]
@@ -191,6 +193,7 @@ async def _store_one(
         importance=importance,
         pinned=item.pinned,
         metadata=metadata if isinstance(metadata, dict) else {},
+        structured=structured,
         redactions=kinds,
         duplicate_of=duplicate_of,
         artifact_id=artifact.id if artifact else None,
@@ -204,8 +207,13 @@ async def _store_one(
     chunks = derive_chunks(event, limits.chunk_tokens)
     await tx.insert_chunks(chunks)
 
-    decision_id = await _project_decision(tx, event, item, supersedes) if kind == "decision" else None
-    task_id = await _project_task(tx, event, item) if kind == "task_update" else None
+    decision_id = task_id = None
+    if kind == "decision":
+        decision = decision_row(event)
+        await tx.insert_decision(decision)
+        decision_id = decision.id
+    elif kind == "task_update":
+        task_id = await _project_task(tx, event)
     return EventReceipt(
         id=event.id,
         kind=event.kind,
@@ -223,17 +231,26 @@ async def _store_one(
     )
 
 
-def decision_row(event: EventRow, item: EventIn, *, supersedes: str | None = None) -> DecisionRow:
-    """The ledger row projected from a decision event."""
-    fields = item.decision
-    rationale = constraints = alternatives = consequences = scope = confidence = None
-    if fields is not None:
-        rationale = redact(fields.rationale).text if fields.rationale else None
-        constraints = [redact(c).text for c in fields.constraints]
-        alternatives = [redact(a).text for a in fields.alternatives]
-        consequences = [redact(c).text for c in fields.consequences]
-        scope, confidence = fields.scope, fields.confidence
-    size = estimate_tokens("\n".join([event.text, rationale or "", *(constraints or []), *(consequences or [])]))
+def _structured(item: EventIn, kind: str, supersedes: str | None) -> tuple[dict[str, Any], set[str]]:
+    """The decision's or task's own fields as they are kept on the event (ground truth), secrets redacted;
+    a new task gets its id here so that the event records which task it created."""
+    if kind == "decision":
+        fields = (item.decision or DecisionFields()).model_dump(exclude_none=True)
+        value: dict[str, Any] = {"decision": fields, **({"supersedes": supersedes} if supersedes else {})}
+    elif kind == "task_update":
+        task = item.task or TaskFields()
+        value = {"task": {**task.model_dump(exclude_none=True), "task_id": task.task_id or new_id("task")}}
+    else:
+        return {}, set()
+    clean, kinds, _ = redact_value(value)
+    assert isinstance(clean, dict)
+    return clean, kinds
+
+
+def decision_row(event: EventRow) -> DecisionRow:
+    """The ledger row projected from a decision event (its structured fields say what it supersedes)."""
+    fields = DecisionFields.model_validate(event.structured.get("decision", {}))
+    size = estimate_tokens("\n".join([event.text, fields.rationale or "", *fields.constraints, *fields.consequences]))
     return DecisionRow(
         id=new_id("decision"),
         event_id=event.id,
@@ -242,45 +259,37 @@ def decision_row(event: EventRow, item: EventIn, *, supersedes: str | None = Non
         channel=event.channel,
         sensitivity=event.sensitivity,
         text=event.text,
-        rationale=rationale,
-        constraints=constraints or [],
-        alternatives=alternatives or [],
-        consequences=consequences or [],
-        scope=scope,
-        confidence=confidence,
+        rationale=fields.rationale,
+        constraints=fields.constraints,
+        alternatives=fields.alternatives,
+        consequences=fields.consequences,
+        scope=fields.scope,
+        confidence=fields.confidence,
         refs=event.refs,
         importance=event.importance,
         pinned=event.pinned,
         token_est=size,
-        supersedes=supersedes,
+        supersedes=event.structured.get("supersedes"),
         ts=event.ts,
     )
 
 
-async def _project_decision(tx: Tx, event: EventRow, item: EventIn, supersedes: str | None) -> str:
-    row = decision_row(event, item, supersedes=supersedes)
-    await tx.insert_decision(row)
-    return row.id
-
-
-async def _project_task(tx: Tx, event: EventRow, item: EventIn) -> str:
-    """Create or update the task named by ``task.task_id`` (a new task when it is omitted)."""
-    fields = item.task or TaskFields()
-    title = redact(fields.title).text if fields.title else None
-    note = redact(fields.note).text if fields.note is not None else None
-    task_id = fields.task_id or new_id("task")
+async def _project_task(tx: Tx, event: EventRow) -> str:
+    """Create the task the event names, or update it with the fields the event carries."""
+    fields = TaskFields.model_validate({k: v for k, v in event.structured["task"].items() if k != "task_id"})
+    task_id: str = event.structured["task"]["task_id"]
     current = await tx.get_task(task_id, for_update=True)
     if current is None:
         await tx.insert_task(
             TaskRow(
                 id=task_id,
-                title=title or event.text.strip().splitlines()[0][:300],
+                title=fields.title or event.text.strip().splitlines()[0][:300],
                 status=fields.status or "open",
                 owner=fields.owner or event.agent_id,
                 session_id=event.session_id,
                 channel=event.channel,
                 sensitivity=event.sensitivity,
-                note=note,
+                note=fields.note,
                 last_event_id=event.id,
                 created_at=event.ts,
                 updated_at=event.ts,
@@ -290,10 +299,10 @@ async def _project_task(tx: Tx, event: EventRow, item: EventIn) -> str:
     await tx.update_task(
         current.model_copy(
             update={
-                "title": title or current.title,
+                "title": fields.title or current.title,
                 "status": fields.status or current.status,
                 "owner": fields.owner or current.owner,
-                "note": note if note is not None else current.note,
+                "note": fields.note if fields.note is not None else current.note,
                 "last_event_id": event.id,
                 "updated_at": event.ts,
             }

@@ -177,6 +177,7 @@ class Tx:
             event.importance,
             event.pinned,
             event.metadata,
+            event.structured,
             event.redactions,
             event.duplicate_of,
             event.artifact_id,

@@ -32,6 +32,7 @@ class EventRow(Row):
     importance: float
     pinned: bool
     metadata: dict[str, Any]
+    structured: dict[str, Any] = {}
     redactions: list[str]
     duplicate_of: str | None
     artifact_id: str | None

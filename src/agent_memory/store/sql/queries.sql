@@ -15,9 +15,9 @@ LIMIT 1;
 
 -- name: insert_event
 INSERT INTO events (tenant_id, id, session_id, agent_id, kind, channel, actor, sensitivity, text, text_hash,
-                    token_est, tags, refs, importance, pinned, metadata, redactions, duplicate_of, artifact_id,
-                    original_chars, truncated, ts)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22);
+                    token_est, tags, refs, importance, pinned, metadata, structured, redactions, duplicate_of,
+                    artifact_id, original_chars, truncated, ts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23);
 
 -- name: insert_chunk
 INSERT INTO chunks (tenant_id, id, event_id, seq, session_id, kind, channel, sensitivity, text, token_est,

@@ -25,6 +25,7 @@ CREATE TABLE events (
     importance      real NOT NULL DEFAULT 0.5 CHECK (importance >= 0 AND importance <= 1),
     pinned          boolean NOT NULL DEFAULT false,
     metadata        jsonb NOT NULL DEFAULT '{}',
+    structured      jsonb NOT NULL DEFAULT '{}',  -- a decision's or task update's own fields, as sent
     redactions      text[] NOT NULL DEFAULT '{}',
     duplicate_of    text,
     artifact_id     text,
