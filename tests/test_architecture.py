@@ -31,9 +31,14 @@ DOMAIN_EXEMPT = {"cli.py"}  # the entry point wires everything
 
 
 def _layer(path: Path) -> str | None:
+    """``store``, ``tools``, ``resources``; ``None`` for the wiring (``server/``, the CLI); else the domain
+    (top-level modules and domain packages such as ``context/``)."""
     relative = path.relative_to(PACKAGE)
     if len(relative.parts) > 1:
-        return relative.parts[0] if relative.parts[0] in FORBIDDEN else None
+        top = relative.parts[0]
+        if top == "server":
+            return None
+        return top if top in FORBIDDEN else "domain"
     return None if relative.name in DOMAIN_EXEMPT else "domain"
 
 

@@ -40,9 +40,9 @@ async def test_every_tool_and_resource_is_documented(client: Client) -> None:
 def test_every_command_is_documented() -> None:
     """Each subcommand of the CLI appears in docs/reference.md."""
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]  # noqa: SLF001
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name, sub in commands.items():
-        nested = sub._subparsers._group_actions[0].choices if sub._subparsers else {None: None}  # noqa: SLF001
+        nested = sub._subparsers._group_actions[0].choices if sub._subparsers else {None: None}
         for action in nested:
             assert f"agent-memory {name}{'' if action is None else ' ' + action}" in REFERENCE
 
@@ -51,6 +51,6 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     """The README quick start is exactly `uv run agent-memory serve` and `uv run pytest`; .ci/run runs the
     latter (on the embedded PostgreSQL and on a server)."""
     quick_start = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
-    assert [line for line in quick_start.strip().splitlines()] == ["uv run agent-memory serve", "uv run pytest"]
+    assert quick_start.strip().splitlines() == ["uv run agent-memory serve", "uv run pytest"]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert ci.count("uv run pytest") == 2

@@ -7,7 +7,6 @@ Every flag has an ``AGENT_MEMORY_*`` environment twin (docs/configuration.md); a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="show where the data lives and what is running",
         description="Report the database in use, where its data lives, the schema version and what is running.",
     )
+
+    reindex = commands.add_parser(
+        "reindex",
+        parents=[common],
+        help="rebuild chunks and caches from events",
+        description="Drop and rebuild everything derived from events (chunks, caches), in bounded batches, "
+        "with a progress bar on stderr. Without --tenant, every tenant.",
+    )
+    reindex.add_argument("--all-tenants", action="store_true", help="every tenant (default: only --tenant)")
+    reindex.add_argument("--batch", type=int, default=1000, help="events per transaction (default 1000)")
 
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
@@ -141,17 +150,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         return await commands.migrate(settings)
     if args.command == "doctor":
-        report = await commands.doctor(settings)
-        print(json.dumps(report, indent=2, default=str))
-        return 0 if report.get("ok") else 1
+        return await commands.doctor_command(settings)
+    if args.command == "reindex":
+        return await commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch)
     if args.views_command == "set":
-        body = sys.stdin.read() if args.file == "-" else await anyio.Path(args.file).read_text(encoding="utf-8")
-        row = await commands.set_view(settings, args.name, body)
-        print(f"view {row.name} of tenant {settings.tenant} is now version {row.version} ({row.token_est} tokens)")
-        return 0
-    body_or_none = await commands.show_view(settings, args.name)
-    if body_or_none is None:
-        print(f"agent-memory: view {args.name} of tenant {settings.tenant} has not been written", file=sys.stderr)
-        return 1
-    sys.stdout.write(body_or_none if body_or_none.endswith("\n") else body_or_none + "\n")
-    return 0
+        return await commands.set_view_command(settings, args.name, args.file)
+    return await commands.show_view_command(settings, args.name)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from agent_memory.caller import Caller
+from agent_memory.context.hotset import HotCache
 from agent_memory.errors import Conflict, InvalidInput, NotFound
 from agent_memory.ids import kind_of
 from agent_memory.ingest import Limits, store_events
@@ -36,6 +37,7 @@ async def supersede(
     channel: Channel | None = None,
     at: datetime | None = None,
     limits: Limits,
+    hot: HotCache | None = None,
 ) -> SupersedeResult:
     """Replace active decision ``decision_id`` with a new one whose refs include the old decision."""
     if kind_of(decision_id) != "decision":
@@ -69,6 +71,9 @@ async def supersede(
         superseded = await tx.get_decision(decision_id)
         assert new is not None
         assert superseded is not None
+        await tx.notify_change("*")
+    if hot is not None:
+        hot.invalidate(caller.tenant, "*")
     return SupersedeResult(
         decision=decision_out(new),
         superseded=decision_out(superseded),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from agent_memory.caller import Caller
+from agent_memory.context.hotset import HotCache
 from agent_memory.errors import Conflict, InvalidInput, NotFound
 from agent_memory.ids import kind_of, new_id
 from agent_memory.models import HandoffOut
@@ -17,6 +18,20 @@ from agent_memory.redact import redact
 from agent_memory.store.database import Database
 from agent_memory.store.rows import HandoffRow
 from agent_memory.text import estimate_tokens
+
+
+def handoff_text(row: HandoffRow) -> str:
+    """The packet as the receiving agent's context shows it."""
+    lines = [f"Handoff from {row.from_agent}: {row.task}"]
+    for label, values in (
+        ("Constraints", row.constraints),
+        ("Binding decisions", row.decision_ids),
+        ("Required files", row.required_files),
+        ("Open questions", row.open_questions),
+    ):
+        if values:
+            lines.append(f"{label}: " + "; ".join(values))
+    return "\n".join(lines)
 
 
 def handoff_out(row: HandoffRow, redactions: Sequence[str] = ()) -> HandoffOut:
@@ -36,6 +51,7 @@ async def create_handoff(
     required_files: Sequence[str] = (),
     open_questions: Sequence[str] = (),
     refs: Sequence[str] = (),
+    hot: HotCache | None = None,
 ) -> HandoffOut:
     """Store a pending packet from ``caller`` to ``to_agent``; every id it names must exist in the tenant."""
     if not task.strip():
@@ -85,8 +101,12 @@ async def create_handoff(
             required_files=list(required_files),
             open_questions=clean_questions,
             refs=list(dict.fromkeys(refs)),
-            token_est=estimate_tokens("\n".join([clean_task, *clean_constraints, *clean_questions, *required_files])),
+            token_est=1,
             created_at=datetime.now(UTC),
         )
+        row = row.model_copy(update={"token_est": estimate_tokens(handoff_text(row))})
         await tx.insert_handoff(row)
+        await tx.notify_change("*")
+    if hot is not None:
+        hot.invalidate(caller.tenant, "*")
     return handoff_out(row, sorted(kinds))

@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent_memory.caller import Caller
+from agent_memory.context.hotset import HotCache
 from agent_memory.errors import InvalidInput, NotFound
 from agent_memory.ids import kind_of, new_id
 from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberResult, TaskFields
 from agent_memory.redact import contains_pii, redact, redact_value
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
+from agent_memory.tasks import with_estimate
 from agent_memory.text import chunk_text, estimate_tokens, excerpt, text_hash
 from agent_memory.vocabulary import Channel, Sensitivity
 
@@ -84,11 +86,29 @@ def derive_chunks(event: EventRow, target_tokens: int) -> list[ChunkRow]:
     ]
 
 
-async def remember(db: Database, caller: Caller, events: Sequence[EventIn], limits: Limits) -> RememberResult:
-    """Store ``events`` for ``caller`` in one transaction: all of them, or (on any error) none."""
+async def remember(
+    db: Database, caller: Caller, events: Sequence[EventIn], limits: Limits, hot: HotCache | None = None
+) -> RememberResult:
+    """Store ``events`` for ``caller`` in one transaction: all of them, or (on any error) none. What they
+    change is dropped from ``hot`` here and, through NOTIFY, from every other process's hot set."""
     async with db.transaction(caller.tenant) as tx:
         receipts = await store_events(tx, caller, events, limits)
+        scopes = changed_scopes(receipts)
+        for scope in scopes:
+            await tx.notify_change(scope)
+    if hot is not None:
+        for scope in scopes:
+            hot.invalidate(caller.tenant, scope)
     return RememberResult(count=len(receipts), events=receipts)
+
+
+def changed_scopes(receipts: Sequence[EventReceipt]) -> list[str]:
+    """The hot-set scopes stored events touch: their sessions, and the whole tenant (``*``) when a decision
+    or task changed."""
+    scopes = {r.session_id for r in receipts}
+    if any(r.decision_id or r.task_id for r in receipts):
+        scopes.add("*")
+    return sorted(scopes)
 
 
 async def store_events(
@@ -281,31 +301,35 @@ async def _project_task(tx: Tx, event: EventRow) -> str:
     current = await tx.get_task(task_id, for_update=True)
     if current is None:
         await tx.insert_task(
-            TaskRow(
-                id=task_id,
-                title=fields.title or event.text.strip().splitlines()[0][:300],
-                status=fields.status or "open",
-                owner=fields.owner or event.agent_id,
-                session_id=event.session_id,
-                channel=event.channel,
-                sensitivity=event.sensitivity,
-                note=fields.note,
-                last_event_id=event.id,
-                created_at=event.ts,
-                updated_at=event.ts,
+            with_estimate(
+                TaskRow(
+                    id=task_id,
+                    title=fields.title or event.text.strip().splitlines()[0][:300],
+                    status=fields.status or "open",
+                    owner=fields.owner or event.agent_id,
+                    session_id=event.session_id,
+                    channel=event.channel,
+                    sensitivity=event.sensitivity,
+                    note=fields.note,
+                    last_event_id=event.id,
+                    created_at=event.ts,
+                    updated_at=event.ts,
+                )
             )
         )
         return task_id
     await tx.update_task(
-        current.model_copy(
-            update={
-                "title": fields.title or current.title,
-                "status": fields.status or current.status,
-                "owner": fields.owner or current.owner,
-                "note": fields.note if fields.note is not None else current.note,
-                "last_event_id": event.id,
-                "updated_at": event.ts,
-            }
+        with_estimate(
+            current.model_copy(
+                update={
+                    "title": fields.title or current.title,
+                    "status": fields.status or current.status,
+                    "owner": fields.owner or current.owner,
+                    "note": fields.note if fields.note is not None else current.note,
+                    "last_event_id": event.id,
+                    "updated_at": event.ts,
+                }
+            )
         )
     )
     return task_id

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent_memory.caller import Caller
+from agent_memory.context.hotset import HotCache
 from agent_memory.ingest import Limits
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -18,6 +19,7 @@ class Runtime:
     db: Database
     settings: Settings
     identify: Callable[[], Caller]
+    hot: HotCache = field(default_factory=HotCache)
 
     @property
     def limits(self) -> Limits:

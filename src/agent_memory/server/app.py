@@ -12,7 +12,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 from agent_memory import __version__, resources, tools
 from agent_memory.runtime import Runtime
-from agent_memory.store.database import VIEWS_CHANNEL
+from agent_memory.store.database import CHANGES_CHANNEL, VIEWS_CHANNEL
 
 INSTRUCTIONS = """Durable memory for agents. Call `remember` for what you see and do (messages, tool calls and
 results, decisions, task updates), `supersede_decision` when a decision changes, and `handoff_packet` to pass
@@ -28,7 +28,7 @@ def build_server(runtime: Runtime, *, tenant_filter: str | None = None, **option
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         async with anyio.create_task_group() as group:
             ready = anyio.Event()
-            group.start_soon(_relay_view_changes, runtime, bus, tenant_filter, ready)
+            group.start_soon(_relay_changes, runtime, bus, tenant_filter, ready)
             await ready.wait()
             try:
                 yield
@@ -49,13 +49,18 @@ def build_server(runtime: Runtime, *, tenant_filter: str | None = None, **option
     return server
 
 
-async def _relay_view_changes(
+async def _relay_changes(
     runtime: Runtime, bus: InMemorySubscriptionBus, tenant_filter: str | None, ready: anyio.Event
 ) -> None:
-    """LISTEN for view changes and publish ``memory://NAME`` updates to this process's listeners."""
-    async with runtime.db.listen(VIEWS_CHANNEL) as payloads:
+    """LISTEN for changes made by any process: drop what they touched from the hot set, and publish
+    ``memory://NAME`` updates to this process's listeners when a view changed."""
+    async with runtime.db.listen(VIEWS_CHANNEL, CHANGES_CHANNEL) as notifications:
         ready.set()
-        async for payload in payloads:
+        async for channel, payload in notifications:
+            if channel == CHANGES_CHANNEL:
+                runtime.hot.invalidate_payload(payload)
+                continue
             tenant, _, name = payload.partition("/")
+            runtime.hot.invalidate(tenant, "*")
             if tenant_filter is None or tenant == tenant_filter:
                 await bus.publish(ResourceUpdated(uri=f"memory://{name}"))

@@ -22,6 +22,7 @@ from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
     ArtifactRow,
+    Candidate,
     ChunkRow,
     DecisionRow,
     EventRow,
@@ -34,6 +35,7 @@ from agent_memory.store.rows import (
 log = structlog.get_logger(__name__)
 
 VIEWS_CHANNEL = "agent_memory_views"
+CHANGES_CHANNEL = "agent_memory_changes"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -79,6 +81,11 @@ class Database:
         async with self._pool.acquire() as conn:
             return await applied_versions(conn), latest_version()
 
+    async def tenants(self) -> list[str]:
+        """Every tenant id (maintenance commands walk them)."""
+        async with self._pool.acquire() as conn:
+            return [row["id"] for row in await conn.fetch("SELECT id FROM tenants ORDER BY id")]
+
     async def ping(self) -> None:
         """Round-trip to the database, raising ``Unavailable`` when it does not answer."""
         try:
@@ -89,22 +96,23 @@ class Database:
             raise Unavailable(msg) from exc
 
     @asynccontextmanager
-    async def listen(self, channel: str, buffer: int = 100) -> AsyncIterator[MemoryObjectReceiveStream[str]]:
-        """Payloads NOTIFYed on ``channel``, over a dedicated connection (so the pool keeps its size).
+    async def listen(
+        self, *channels: str, buffer: int = 1000
+    ) -> AsyncIterator[MemoryObjectReceiveStream[tuple[str, str]]]:
+        """``(channel, payload)`` pairs NOTIFYed on ``channels``, over one dedicated connection (so the pool
+        keeps its size). When the reader falls ``buffer`` behind, newer ones are dropped with a warning."""
+        send, receive = anyio.create_memory_object_stream[tuple[str, str]](buffer)
 
-        When the reader falls ``buffer`` payloads behind, newer ones are dropped with a warning.
-        """
-        send, receive = anyio.create_memory_object_stream[str](buffer)
-
-        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        def on_notify(_conn: object, _pid: int, channel: str, payload: str) -> None:
             try:
-                send.send_nowait(payload)
+                send.send_nowait((channel, payload))
             except anyio.WouldBlock:
                 log.warning("notifications are backing up; dropping one", channel=channel, payload=payload)
 
         conn = await asyncpg.connect(self.dsn)
         try:
-            await conn.add_listener(channel, on_notify)
+            for channel in channels:
+                await conn.add_listener(channel, on_notify)
             async with send, receive:
                 yield receive
         finally:
@@ -295,12 +303,15 @@ class Tx:
             t.channel,
             t.sensitivity,
             t.note,
+            t.token_est,
             t.last_event_id,
             t.updated_at,
         )
 
     async def update_task(self, t: TaskRow) -> None:
-        await self._execute("update_task", t.id, t.title, t.status, t.owner, t.note, t.last_event_id, t.updated_at)
+        await self._execute(
+            "update_task", t.id, t.title, t.status, t.owner, t.note, t.token_est, t.last_event_id, t.updated_at
+        )
 
     # handoffs
 
@@ -338,6 +349,72 @@ class Tx:
         row = await self._fetchrow("set_view", name, body, token_est, updated_by)
         await self._execute("notify_view_changed", name)
         return to_row(ViewRow, row)
+
+    # the read path
+
+    async def latest_event_ts(self, horizon: datetime) -> datetime | None:
+        value: datetime | None = await self._conn.fetchval(QUERIES["latest_event_ts"], self.tenant, horizon)
+        return value
+
+    async def recent_events(self, session_id: str, horizon: datetime, limit: int) -> list[EventRow]:
+        return [to_row(EventRow, r) for r in await self._fetch("recent_events", session_id, horizon, limit)]
+
+    async def open_tasks(self, limit: int) -> list[TaskRow]:
+        return [to_row(TaskRow, r) for r in await self._fetch("open_tasks", limit)]
+
+    async def decisions_as_of(self, horizon: datetime, limit: int) -> list[DecisionRow]:
+        return [to_row(DecisionRow, r) for r in await self._fetch("decisions_as_of", horizon, limit)]
+
+    async def decisions_matching(self, horizon: datetime, tsquery: str, limit: int) -> list[tuple[DecisionRow, float]]:
+        rows = await self._fetch("decisions_matching", horizon, tsquery, limit)
+        return [(to_row(DecisionRow, r), float(r["rank"])) for r in rows]
+
+    async def decisions_by_ids(self, ids: Sequence[str]) -> list[DecisionRow]:
+        return [to_row(DecisionRow, r) for r in await self._fetch("decisions_by_ids", list(ids))]
+
+    async def pending_handoffs(self, limit: int) -> list[HandoffRow]:
+        return [to_row(HandoffRow, r) for r in await self._fetch("pending_handoffs", limit)]
+
+    async def delivered_handoffs(self, session_id: str, limit: int) -> list[HandoffRow]:
+        return [to_row(HandoffRow, r) for r in await self._fetch("delivered_handoffs", session_id, limit)]
+
+    async def mark_handoffs_delivered(self, ids: Sequence[str], session_id: str) -> None:
+        await self._execute("mark_handoffs_delivered", list(ids), session_id)
+
+    async def query_terms(self, query: str) -> tuple[list[str], str]:
+        """The query's lexemes and an OR tsquery over them ("" when it has none)."""
+        row = await self._conn.fetchrow(QUERIES["query_terms"], query)
+        return list(row["terms"]), str(row["tsquery"])
+
+    async def evidence_candidates(
+        self,
+        horizon: datetime,
+        tsquery: str,
+        tags: Sequence[str],
+        *,
+        lexical: int,
+        recent: int,
+        pinned: int,
+        tagged: int,
+    ) -> list[Candidate]:
+        rows = await self._fetch("evidence_candidates", horizon, tsquery, lexical, recent, pinned, list(tags), tagged)
+        return [to_row(Candidate, r) for r in rows]
+
+    async def notify_change(self, scope: str) -> None:
+        """Tell every process's hot set that ``scope`` (a session id, or ``*`` for the whole tenant) changed."""
+        await self._execute("notify_change", scope)
+
+    # maintenance
+
+    async def count_events(self) -> int:
+        value: int = await self._conn.fetchval(QUERIES["count_events"], self.tenant)
+        return value
+
+    async def events_after(self, after_id: str, limit: int) -> list[EventRow]:
+        return [to_row(EventRow, r) for r in await self._fetch("events_after", after_id, limit)]
+
+    async def delete_chunks_of_events(self, event_ids: Sequence[str]) -> None:
+        await self._execute("delete_chunks_of_events", list(event_ids))
 
     # audit
 

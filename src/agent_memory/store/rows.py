@@ -58,6 +58,19 @@ class ChunkRow(Row):
     ts: datetime
 
 
+class Candidate(ChunkRow):
+    """An evidence candidate: a chunk with what scoring and filtering need from its event and decision."""
+
+    rank: float
+    event_refs: list[str]
+    agent_id: str
+    text_hash: str
+    decision_id: str | None
+    decision_status: str | None
+    superseded_by: str | None
+    superseded_at: datetime | None
+
+
 class ArtifactRow(Row):
     id: str
     event_id: str
@@ -102,6 +115,7 @@ class TaskRow(Row):
     channel: Channel
     sensitivity: Sensitivity
     note: str | None
+    token_est: int = 1
     last_event_id: str
     created_at: datetime
     updated_at: datetime
@@ -122,6 +136,7 @@ class HandoffRow(Row):
     status: str = "pending"
     created_at: datetime
     delivered_at: datetime | None = None
+    delivered_session: str | None = None
 
 
 class ViewRow(Row):

@@ -53,6 +53,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             required_files=required_files or [],
             open_questions=open_questions or [],
             refs=refs or [],
+            hot=runtime.hot,
         )
         text = f"handoff {packet.id} for {packet.to_agent} is pending: {packet.task}"
         return result(packet, text)

@@ -91,7 +91,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             if text is not None:
                 raise InvalidInput("text", "given together with `events`", "one or the other")
             items = [_event({**fields, **item}, f"events[{i}].") for i, item in enumerate(events)]
-        outcome = await remember_events(runtime.db, runtime.caller(agent_id), items, runtime.limits)
+        outcome = await remember_events(runtime.db, runtime.caller(agent_id), items, runtime.limits, runtime.hot)
         lines = [f"remembered {outcome.count} event(s)"]
         for receipt in outcome.events:
             notes = []

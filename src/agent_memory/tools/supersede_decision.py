@@ -65,6 +65,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             channel=channel,
             at=at,
             limits=runtime.limits,
+            hot=runtime.hot,
         )
         text_out = (
             f"{outcome.decision.id} is now active and supersedes {outcome.superseded.id}\n"

@@ -77,13 +77,13 @@ SELECT id, status, superseded_by FROM decisions WHERE tenant_id = $1 AND id = AN
 SELECT * FROM tasks WHERE tenant_id = $1 AND id = $2 FOR UPDATE;
 
 -- name: insert_task
-INSERT INTO tasks (tenant_id, id, title, status, owner, session_id, channel, sensitivity, note, last_event_id,
-                   created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11);
+INSERT INTO tasks (tenant_id, id, title, status, owner, session_id, channel, sensitivity, note, token_est,
+                   last_event_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12);
 
 -- name: update_task
-UPDATE tasks SET title = $3, status = $4, owner = $5, note = $6, last_event_id = $7,
-                 updated_at = GREATEST(updated_at, $8)
+UPDATE tasks SET title = $3, status = $4, owner = $5, note = $6, token_est = $7, last_event_id = $8,
+                 updated_at = GREATEST(updated_at, $9)
 WHERE tenant_id = $1 AND id = $2;
 
 -- name: get_task
@@ -117,3 +117,107 @@ SELECT pg_notify('agent_memory_views', $1 || '/' || $2);
 -- name: insert_audit
 INSERT INTO audit_log (tenant_id, principal, action, resource_ids, success, latency_ms, request_id, detail)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- ---------------------------------------------------------------------------------------------------------
+-- The read path (recall). Every query is bounded by a LIMIT and a time horizon ($2 or $3: as_of, or
+-- 'infinity' for now).
+
+-- name: latest_event_ts
+SELECT max(ts) FROM events WHERE tenant_id = $1 AND ts <= $2;
+
+-- name: recent_events
+SELECT * FROM events
+WHERE tenant_id = $1 AND session_id = $2 AND ts <= $3
+ORDER BY ts DESC, id DESC
+LIMIT $4;
+
+-- name: open_tasks
+SELECT * FROM tasks
+WHERE tenant_id = $1 AND status IN ('open', 'doing', 'blocked')
+ORDER BY updated_at DESC, id
+LIMIT $2;
+
+-- name: decisions_as_of
+-- Decisions in force at $2 (made by then, not superseded by then), most recent first.
+SELECT * FROM decisions
+WHERE tenant_id = $1 AND ts <= $2 AND (superseded_at IS NULL OR superseded_at > $2)
+ORDER BY ts DESC, id DESC
+LIMIT $3;
+
+-- name: decisions_matching
+-- Decisions made by $2 whose text, rationale or scope shares a lexeme with the query $3, best first.
+SELECT d.*, ts_rank_cd(d.tsv, $3::tsquery) AS rank FROM decisions d
+WHERE d.tenant_id = $1 AND d.ts <= $2 AND d.tsv @@ $3::tsquery
+ORDER BY rank DESC, d.ts DESC, d.id DESC
+LIMIT $4;
+
+-- name: decisions_by_ids
+SELECT * FROM decisions WHERE tenant_id = $1 AND id = ANY($2::text[]);
+
+-- name: pending_handoffs
+SELECT * FROM handoffs
+WHERE tenant_id = $1 AND status = 'pending'
+ORDER BY created_at, id
+LIMIT $2;
+
+-- name: delivered_handoffs
+-- Packets an earlier recall of session $2 delivered: they keep shaping that session's bundles.
+SELECT * FROM handoffs
+WHERE tenant_id = $1 AND delivered_session = $2 AND status = 'delivered'
+ORDER BY delivered_at DESC, id DESC
+LIMIT $3;
+
+-- name: mark_handoffs_delivered
+UPDATE handoffs SET status = 'delivered', delivered_at = now(), delivered_session = $3
+WHERE tenant_id = $1 AND id = ANY($2::text[]) AND status = 'pending';
+
+-- name: query_terms
+-- The query's lexemes (English stemming, stop words removed) and an OR tsquery over them. The one query
+-- without a tenant: $1 is the query text.
+SELECT coalesce(array_agg(lexeme ORDER BY lexeme), '{}') AS terms,
+       coalesce(string_agg(quote_literal(lexeme), ' | ' ORDER BY lexeme), '') AS tsquery
+FROM unnest(to_tsvector('english', $1)) AS t (lexeme, positions, weights);
+
+-- name: evidence_candidates
+-- The bounded candidate pool: best lexical matches ($3, an OR tsquery, up to $4), the most recent chunks
+-- (up to $5), pinned chunks (up to $6) and chunks tagged with a query term ($7, up to $8), all made by $2.
+-- Each comes with what scoring and filtering need from its event and decision.
+WITH pool AS (
+    (SELECT c.id, ts_rank_cd(c.tsv, $3::tsquery) AS rank FROM chunks c
+     WHERE c.tenant_id = $1 AND c.ts <= $2 AND $3::text <> '' AND c.tsv @@ $3::tsquery
+     ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $4)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $5)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.pinned AND c.ts <= $2
+     ORDER BY c.ts DESC, c.id DESC LIMIT $6)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.tags && $7::text[] AND c.ts <= $2
+     ORDER BY c.ts DESC, c.id DESC LIMIT $8)
+), best AS (
+    SELECT id, max(rank) AS rank FROM pool GROUP BY id
+)
+SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
+       c.importance, c.pinned, c.tags, c.ts, best.rank,
+       e.refs AS event_refs, e.agent_id, e.text_hash,
+       d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at
+FROM best
+JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
+JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
+LEFT JOIN decisions d ON d.tenant_id = $1 AND d.event_id = c.event_id;
+
+-- name: notify_change
+SELECT pg_notify('agent_memory_changes', $1 || '/' || $2);
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Maintenance (reindex).
+
+-- name: count_events
+SELECT count(*) FROM events WHERE tenant_id = $1;
+
+-- name: events_after
+-- A keyset page of events in id order, for rebuilding what is derived from them.
+SELECT * FROM events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3;
+
+-- name: delete_chunks_of_events
+DELETE FROM chunks WHERE tenant_id = $1 AND event_id = ANY($2::text[]);

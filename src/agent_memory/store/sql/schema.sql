@@ -76,6 +76,8 @@ CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
 CREATE INDEX chunks_tenant_ts ON chunks (tenant_id, ts DESC, id DESC);
 CREATE INDEX chunks_session_ts ON chunks (tenant_id, session_id, ts DESC);
 CREATE INDEX chunks_pinned ON chunks (tenant_id, ts DESC) WHERE pinned;
+CREATE INDEX chunks_tags ON chunks USING gin (tags);
+CREATE INDEX chunks_event ON chunks (tenant_id, event_id);
 
 -- Embeddings: a pgvector column with an HNSW index where the extension exists, a plain real[] where it
 -- does not (semantic scoring then reranks the bounded lexical candidate pool). Never required.
@@ -131,11 +133,17 @@ CREATE TABLE decisions (
     superseded_by  text,
     ts             timestamptz NOT NULL,
     superseded_at  timestamptz,
+    tsv            tsvector NOT NULL GENERATED ALWAYS AS (
+                       to_tsvector('english', text || ' ' || coalesce(rationale, '') || ' ' || coalesce(scope, ''))
+                   ) STORED,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX decisions_one_successor ON decisions (tenant_id, supersedes) WHERE supersedes IS NOT NULL;
 CREATE INDEX decisions_status_ts ON decisions (tenant_id, status, ts DESC, id DESC);
+CREATE INDEX decisions_tenant_ts ON decisions (tenant_id, ts DESC, id DESC);
+CREATE INDEX decisions_event ON decisions (tenant_id, event_id);
+CREATE INDEX decisions_tsv ON decisions USING gin (tsv);
 
 -- Task state projected from task_update events.
 CREATE TABLE tasks (
@@ -148,6 +156,7 @@ CREATE TABLE tasks (
     channel        text NOT NULL,
     sensitivity    text NOT NULL,
     note           text,
+    token_est      integer NOT NULL CHECK (token_est > 0),
     last_event_id  text NOT NULL,
     created_at     timestamptz NOT NULL,
     updated_at     timestamptz NOT NULL,
@@ -172,9 +181,12 @@ CREATE TABLE handoffs (
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered')),
     created_at      timestamptz NOT NULL,
     delivered_at    timestamptz,
+    delivered_session text,   -- the receiving agent's session whose recall delivered it
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX handoffs_pending ON handoffs (tenant_id, to_agent, created_at) WHERE status = 'pending';
+CREATE INDEX handoffs_pending ON handoffs (tenant_id, created_at) WHERE status = 'pending';
+CREATE INDEX handoffs_delivered ON handoffs (tenant_id, delivered_session, delivered_at DESC)
+    WHERE status = 'delivered';
 
 -- Small human-curated documents (P6).
 CREATE TABLE views (

@@ -1,0 +1,58 @@
+"""Rebuild everything derived (P2): chunks from events, in bounded batches, one transaction per batch.
+
+Chunk texts and token estimates come from the same ``derive_chunks`` the write path uses, so recall
+returns the same bundles afterwards. Every server's hot set is dropped (NOTIFY ``*/*``) when it finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent_memory.ingest import derive_chunks
+from agent_memory.store.database import Database
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ReindexReport:
+    """What a reindex did."""
+
+    tenants: int
+    events: int
+    chunks: int
+
+
+async def reindex(
+    db: Database,
+    *,
+    tenant: str | None = None,
+    batch: int = 1000,
+    chunk_tokens: int = 400,
+    progress: Progress | None = None,
+) -> ReindexReport:
+    """Rebuild the chunks of ``tenant`` (or of every tenant), ``batch`` events at a time."""
+    tenants = [tenant] if tenant else await db.tenants()
+    events = chunks = 0
+    for name in tenants:
+        async with db.transaction(name) as tx:
+            total = await tx.count_events()
+        done, after = 0, ""
+        while True:
+            async with db.transaction(name) as tx:
+                page = await tx.events_after(after, batch)
+                if not page:
+                    break
+                await tx.delete_chunks_of_events([e.id for e in page])
+                derived = [chunk for event in page for chunk in derive_chunks(event, chunk_tokens)]
+                await tx.insert_chunks(derived)
+            after = page[-1].id
+            done += len(page)
+            chunks += len(derived)
+            if progress:
+                progress(name, done, total)
+        events += done
+        async with db.transaction(name) as tx:
+            await tx.notify_change("*")
+    return ReindexReport(tenants=len(tenants), events=events, chunks=chunks)
