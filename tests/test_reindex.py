@@ -22,7 +22,9 @@ QUERIES = ["which database do we use", "billing refactor", "release schedule"]
 
 
 async def _seed(client: Client) -> None:
-    long_text = "\n\n".join(f"Section {i}. The billing refactor moves rounding into one place. " * 10 for i in range(12))
+    long_text = "\n\n".join(
+        f"Section {i}. The billing refactor moves rounding into one place. " * 10 for i in range(12)
+    )
     await call(client, "remember", text=long_text, session_id="s")
     await call(client, "remember", text="We use PostgreSQL 18 for everything.", kind="decision")
     await call(

@@ -26,7 +26,8 @@ from agent_memory.context.hotset import HotCache
 from agent_memory.errors import InvalidInput, NotFound
 from agent_memory.ids import kind_of, new_id
 from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberResult, TaskFields
-from agent_memory.redact import contains_pii, redact, redact_value
+from agent_memory.pii import contains_pii
+from agent_memory.redact import redact, redact_value
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
 from agent_memory.tasks import with_estimate

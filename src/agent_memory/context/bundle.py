@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+PathTaken = Literal["fast", "retrieval", "cold"]
 OmissionReason = Literal["budget", "privacy", "duplicate", "superseded", "unreferenced summary", "conflict"]
 
 
@@ -50,7 +51,7 @@ class ConflictNote(BaseModel):
 class Provenance(BaseModel):
     """How the bundle was made."""
 
-    path: Literal["fast", "retrieval", "cold"]
+    path: PathTaken
     query_terms: list[str]
     candidate_pool: int
     items_considered: int

@@ -27,7 +27,16 @@ from typing import Final
 
 from agent_memory.caller import Caller
 from agent_memory.context import conflicts, scoring
-from agent_memory.context.bundle import Bundle, ConflictNote, Item, Omission, OmissionReason, Provenance, Section
+from agent_memory.context.bundle import (
+    Bundle,
+    ConflictNote,
+    Item,
+    Omission,
+    OmissionReason,
+    PathTaken,
+    Provenance,
+    Section,
+)
 from agent_memory.context.hotset import DECISIONS, HANDOFFS, RECENT_EVENTS, TASKS, HotCache, SessionHot, TenantHot
 from agent_memory.context.policy import (
     DEFAULT_BUDGET,
@@ -138,60 +147,86 @@ async def build(db: Database, hot: HotCache, caller: Caller, request: RecallRequ
     """The active context bundle for ``request`` (see the module docstring)."""
     check_request(request, caller)
     started = time.perf_counter()
-    timings: dict[str, float] = {}
     horizon = request.as_of or END_OF_TIME
-    assembly = _Assembly(
-        request, caller, {name: _Filler(name, cap) for name, cap in caps_for(request.budget_tokens).items()}
-    )
-    path = "fast"
-    terms: list[str] = []
-    pool = 0
-    conflict_notes: list[ConflictNote] = []
+    caps = caps_for(request.budget_tokens)
+    assembly = _Assembly(request, caller, {name: _Filler(name, cap) for name, cap in caps.items()})
+    if request.as_of is None and request.continuing:
+        tenant_state, session_state = hot.tenant(caller.tenant), hot.session(caller.tenant, request.session_id)
+        if tenant_state and session_state and not _packets(tenant_state, session_state, caller):
+            # The fast path: everything from the hot set, no database round trip at all.
+            reference = _reference_time(request, tenant_state, session_state)
+            _standing_sections(assembly, tenant_state, [])
+            await _decisions(assembly, None, tenant_state, [], [], reference, horizon)
+            _recent(assembly, session_state, [])
+            return _bundle(assembly, "fast", Retrieval(), {"total_ms": _since(started)}, reference)
     async with db.transaction(caller.tenant) as tx:
         tenant_state, session_state, cold = await _state(tx, hot, caller.tenant, request, horizon)
-        if cold:
-            path = "cold"
-        timings["state_ms"] = _since(started)
-
+        timings = {"state_ms": _since(started)}
         packets = _packets(tenant_state, session_state, caller)
-        _views(assembly, tenant_state)
-        _handoff(assembly, packets)
-        _tasks(assembly, tenant_state.tasks)
         reference = _reference_time(request, tenant_state, session_state)
-        matched: list[tuple[DecisionRow, float]] = []
+        _standing_sections(assembly, tenant_state, packets)
+        retrieval = Retrieval()
         if not request.continuing or packets:
             stage = time.perf_counter()
-            terms, tsquery = await tx.query_terms(_query_text(request, packets))
-            if tsquery:
-                matched = await tx.decisions_matching(horizon, tsquery, MATCHING_DECISIONS)
-            named = [i for p in packets for i in p.decision_ids]
-            await _decisions(assembly, tx, tenant_state, matched, named, reference, horizon)
-            _recent(assembly, session_state, packets)
-            candidates = await tx.evidence_candidates(
-                horizon,
-                tsquery,
-                terms,
-                lexical=POOL_LEXICAL,
-                recent=POOL_RECENT,
-                pinned=POOL_PINNED,
-                tagged=POOL_TAGGED,
-            )
-            pool = len(candidates)
-            conflict_notes = _evidence(assembly, candidates, packets, reference, horizon)
+            retrieval = await _retrieve(assembly, tx, tenant_state, session_state, packets, reference, horizon)
             timings["retrieval_ms"] = _since(stage)
-            if path == "fast":
-                path = "retrieval"
         else:
             await _decisions(assembly, tx, tenant_state, [], [], reference, horizon)
             _recent(assembly, session_state, packets)
-        pending = [p.id for p in packets if p.status == "pending"]
-        if pending and request.as_of is None:
-            await tx.mark_handoffs_delivered(pending, request.session_id)
-            await tx.notify_change("*")
-    if pending and request.as_of is None:
+        delivered = await _deliver(tx, packets, request)
+    if delivered:
         hot.invalidate(caller.tenant, "*")
     timings["total_ms"] = _since(started)
-    return _bundle(assembly, path, terms, pool, conflict_notes, timings, reference)
+    path: PathTaken = "cold" if cold else ("retrieval" if "retrieval_ms" in timings else "fast")
+    return _bundle(assembly, path, retrieval, timings, reference)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What the evidence search did: the query's lexemes, the candidate pool's size, the conflicts found."""
+
+    terms: list[str] = field(default_factory=list)
+    pool: int = 0
+    conflicts: list[ConflictNote] = field(default_factory=list)
+
+
+def _standing_sections(assembly: _Assembly, tenant: TenantHot, packets: list[HandoffRow]) -> None:
+    """The sections that need no query: identity and rules, the handoff, open tasks."""
+    _views(assembly, tenant)
+    _handoff(assembly, packets)
+    _tasks(assembly, tenant.tasks)
+
+
+async def _retrieve(
+    assembly: _Assembly,
+    tx: Tx,
+    tenant: TenantHot,
+    session: SessionHot,
+    packets: list[HandoffRow],
+    reference: datetime | None,
+    horizon: datetime,
+) -> Retrieval:
+    """Decisions relevant to the query (and the packets), the recent window, then evidence."""
+    terms, tsquery = await tx.query_terms(_query_text(assembly.request, packets))
+    matched = await tx.decisions_matching(horizon, tsquery, MATCHING_DECISIONS) if tsquery else []
+    named = [ident for packet in packets for ident in packet.decision_ids]
+    await _decisions(assembly, tx, tenant, matched, named, reference, horizon)
+    _recent(assembly, session, packets)
+    candidates = await tx.evidence_candidates(
+        horizon, tsquery, terms, lexical=POOL_LEXICAL, recent=POOL_RECENT, pinned=POOL_PINNED, tagged=POOL_TAGGED
+    )
+    found = _evidence(assembly, candidates, packets, reference, horizon)
+    return Retrieval(terms=terms, pool=len(candidates), conflicts=found)
+
+
+async def _deliver(tx: Tx, packets: list[HandoffRow], request: RecallRequest) -> bool:
+    """Mark the pending packets of this bundle delivered into the session (not when rebuilding the past)."""
+    pending = [p.id for p in packets if p.status == "pending"]
+    if not pending or request.as_of is not None:
+        return False
+    await tx.mark_handoffs_delivered(pending, request.session_id)
+    await tx.notify_change("*")
+    return True
 
 
 def _since(start: float) -> float:
@@ -310,7 +345,7 @@ def _tasks(assembly: _Assembly, tasks: list[TaskRow]) -> None:
 
 async def _decisions(
     assembly: _Assembly,
-    tx: Tx,
+    tx: Tx | None,
     tenant: TenantHot,
     matched: list[tuple[DecisionRow, float]],
     named: list[str],
@@ -324,7 +359,7 @@ async def _decisions(
     relevance = {d.id: rank / top for d, rank in matched}
     in_force = {d.id: d for d in tenant.decisions}
     missing = [i for i in named if i not in in_force]
-    extra = {d.id: d for d in await tx.decisions_by_ids(missing)} if missing else {}
+    extra = {d.id: d for d in await tx.decisions_by_ids(missing)} if missing and tx is not None else {}
     candidates: dict[str, DecisionRow] = {**in_force, **{d.id: d for d, _ in matched}, **extra}
     ranked = []
     for decision in candidates.values():
@@ -467,27 +502,15 @@ def _evidence(
 
 
 def _bundle(
-    assembly: _Assembly,
-    path: str,
-    terms: list[str],
-    pool: int,
-    conflict_notes: list[ConflictNote],
-    timings: dict[str, float],
-    reference: datetime | None,
+    assembly: _Assembly, path: PathTaken, retrieval: Retrieval, timings: dict[str, float], reference: datetime | None
 ) -> Bundle:
+    fillers = assembly.fillers
     sections = [
-        Section(
-            name=name,
-            items=assembly.fillers[name].items,
-            token_est=assembly.fillers[name].used,
-            cap=assembly.fillers[name].cap,
-        )
+        Section(name=name, items=fillers[name].items, token_est=fillers[name].used, cap=fillers[name].cap)
         for name in SECTIONS
     ]
     omissions = [
-        Omission(section=section, reason=reason, ids=ids)
-        for (section, reason), ids in sorted(assembly.omitted.items())
-        if ids
+        Omission(section=section, reason=reason, ids=ids) for (section, reason), ids in sorted(assembly.omitted.items())
     ]
     request = assembly.request
     return Bundle(
@@ -495,11 +518,11 @@ def _bundle(
         budget_tokens=request.budget_tokens,
         token_used_est=sum(s.token_est for s in sections),
         omissions=omissions,
-        conflicts=conflict_notes,
+        conflicts=retrieval.conflicts,
         provenance=Provenance(
             path=path,
-            query_terms=terms,
-            candidate_pool=pool,
+            query_terms=retrieval.terms,
+            candidate_pool=retrieval.pool,
             items_considered=assembly.considered,
             timings_ms=timings,
             policy_version=POLICY_VERSION,
