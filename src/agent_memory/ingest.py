@@ -30,7 +30,7 @@ from agent_memory.pii import contains_pii
 from agent_memory.redact import redact, redact_value
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
-from agent_memory.tasks import with_estimate
+from agent_memory.tasks import apply_update, task_id_of
 from agent_memory.text import chunk_text, estimate_tokens, excerpt, text_hash
 from agent_memory.vocabulary import Channel, Sensitivity
 
@@ -297,40 +297,11 @@ def decision_row(event: EventRow) -> DecisionRow:
 
 async def _project_task(tx: Tx, event: EventRow) -> str:
     """Create the task the event names, or update it with the fields the event carries."""
-    fields = TaskFields.model_validate({k: v for k, v in event.structured["task"].items() if k != "task_id"})
-    task_id: str = event.structured["task"]["task_id"]
+    task_id = task_id_of(event)
     current = await tx.get_task(task_id, for_update=True)
+    task = apply_update(current, event)
     if current is None:
-        await tx.insert_task(
-            with_estimate(
-                TaskRow(
-                    id=task_id,
-                    title=fields.title or event.text.strip().splitlines()[0][:300],
-                    status=fields.status or "open",
-                    owner=fields.owner or event.agent_id,
-                    session_id=event.session_id,
-                    channel=event.channel,
-                    sensitivity=event.sensitivity,
-                    note=fields.note,
-                    last_event_id=event.id,
-                    created_at=event.ts,
-                    updated_at=event.ts,
-                )
-            )
-        )
-        return task_id
-    await tx.update_task(
-        with_estimate(
-            current.model_copy(
-                update={
-                    "title": fields.title or current.title,
-                    "status": fields.status or current.status,
-                    "owner": fields.owner or current.owner,
-                    "note": fields.note if fields.note is not None else current.note,
-                    "last_event_id": event.id,
-                    "updated_at": event.ts,
-                }
-            )
-        )
-    )
+        await tx.insert_task(task)
+    else:
+        await tx.update_task(task)
     return task_id

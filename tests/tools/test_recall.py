@@ -315,3 +315,43 @@ async def test_bad_arguments_are_named(client: Client, arguments: dict[str, Any]
     """Each bad argument gets an error naming it."""
     message = await call_error(client, "recall", query="x", **arguments)
     assert field in message
+
+
+async def test_as_of_replays_task_state(client: Client) -> None:
+    """`as_of` shows a task as it stood then: open before it was done, gone once done."""
+    start = datetime.now(UTC) - timedelta(days=4)
+    created = await remember(
+        client, "Write the importer", kind="task_update", at=start.isoformat(), task={"task_id": "T-1"}
+    )
+    assert created["task_id"] == "T-1"
+    await remember(
+        client,
+        "started",
+        kind="task_update",
+        at=(start + timedelta(days=1)).isoformat(),
+        task={"task_id": "T-1", "status": "doing", "note": "parsing works"},
+    )
+    await remember(
+        client,
+        "finished",
+        kind="task_update",
+        at=(start + timedelta(days=2)).isoformat(),
+        task={"task_id": "T-1", "status": "done"},
+    )
+    day_one = await call(client, "recall", intent="continue", as_of=(start + timedelta(hours=30)).isoformat())
+    assert [i["text"] for i in section(day_one, "task_state")] == [
+        "[doing] Write the importer (owner: agent-a) — parsing works"
+    ]
+    day_zero = await call(client, "recall", intent="continue", as_of=(start + timedelta(hours=1)).isoformat())
+    assert [i["text"] for i in section(day_zero, "task_state")] == ["[open] Write the importer (owner: agent-a)"]
+    now = await call(client, "recall", intent="continue")
+    assert section(now, "task_state") == []
+
+
+async def test_tagged_events_are_candidates_by_tag(client: Client) -> None:
+    """An event tagged with a word of the query is a candidate even when its text shares no lexeme."""
+    tagged = await remember(client, "Rounding happens once, at the end.", tags=["billing"], session_id="a")
+    newer = [{"text": f"Unrelated chatter number {i}."} for i in range(350)]  # pushes it out of the recent pool
+    await call(client, "remember", events=newer, session_id="a")
+    bundle = await call(client, "recall", query="billing", session_id="b")
+    assert any(tagged["id"] in item["refs"] for item in section(bundle, "evidence"))

@@ -18,6 +18,7 @@ it runs no query at all (the fast path).
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -52,7 +53,7 @@ from agent_memory.errors import Forbidden, InvalidInput
 from agent_memory.handoffs import handoff_text
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import Candidate, DecisionRow, EventRow, HandoffRow, TaskRow
-from agent_memory.tasks import task_line
+from agent_memory import tasks
 from agent_memory.text import estimate_tokens
 from agent_memory.vocabulary import CHANNELS, VIEW_NAMES, Channel
 
@@ -65,6 +66,10 @@ MAX_EVIDENCE_ITEMS: Final = 200
 MAX_HANDOFF_EVIDENCE: Final = 20
 MATCHING_DECISIONS: Final = 200
 DELIVERED_HANDOFFS: Final = 5
+TASK_UPDATES_REPLAYED: Final = 5_000
+MAX_TAGS: Final = 64
+TAG_RELEVANCE: Final = 0.5  # a tag naming a word of the query counts as a fair lexical match
+_WORDS: Final = re.compile(r"[\w][\w.-]*")
 
 
 @dataclass(frozen=True)
@@ -207,15 +212,17 @@ async def _retrieve(
     horizon: datetime,
 ) -> Retrieval:
     """Decisions relevant to the query (and the packets), the recent window, then evidence."""
-    terms, tsquery = await tx.query_terms(_query_text(assembly.request, packets))
+    query = _query_text(assembly.request, packets)
+    terms, tsquery = await tx.query_terms(query)
+    tags = sorted(set(terms) | set(_WORDS.findall(query.lower())))[:MAX_TAGS]
     matched = await tx.decisions_matching(horizon, tsquery, MATCHING_DECISIONS) if tsquery else []
     named = [ident for packet in packets for ident in packet.decision_ids]
     await _decisions(assembly, tx, tenant, matched, named, reference, horizon)
     _recent(assembly, session, packets)
     candidates = await tx.evidence_candidates(
-        horizon, tsquery, terms, lexical=POOL_LEXICAL, recent=POOL_RECENT, pinned=POOL_PINNED, tagged=POOL_TAGGED
+        horizon, tsquery, tags, lexical=POOL_LEXICAL, recent=POOL_RECENT, pinned=POOL_PINNED, tagged=POOL_TAGGED
     )
-    found = _evidence(assembly, candidates, packets, reference, horizon)
+    found = _evidence(assembly, candidates, packets, set(tags), reference, horizon)
     return Retrieval(terms=terms, pool=len(candidates), conflicts=found)
 
 
@@ -247,7 +254,7 @@ async def _state(
         tenant_state = TenantHot(
             views={row.name: row for row in await tx.list_views()},
             decisions=await tx.decisions_as_of(horizon, DECISIONS),
-            tasks=[t for t in await tx.open_tasks(TASKS) if t.created_at <= horizon],
+            tasks=await _tasks_at(tx, request.as_of),
             handoffs=handoffs,
         )
         if use_cache:
@@ -261,6 +268,14 @@ async def _state(
         if use_cache:
             hot.put_session(tenant, request.session_id, session_state)
     return tenant_state, session_state, cold
+
+
+async def _tasks_at(tx: Tx, as_of: datetime | None) -> list[TaskRow]:
+    """Open tasks now, or as they stood at ``as_of`` (replayed from the task update events)."""
+    if as_of is None:
+        return await tx.open_tasks(TASKS)
+    replayed = tasks.replay(await tx.task_updates_until(as_of, TASK_UPDATES_REPLAYED))
+    return [t for t in replayed if t.status != "done"][:TASKS]
 
 
 def _packets(tenant_state: TenantHot, session_state: SessionHot, caller: Caller) -> list[HandoffRow]:
@@ -325,15 +340,15 @@ def _handoff(assembly: _Assembly, packets: list[HandoffRow]) -> None:
         assembly.offer("handoff", item, packet.id)
 
 
-def _tasks(assembly: _Assembly, tasks: list[TaskRow]) -> None:
+def _tasks(assembly: _Assembly, open_tasks: list[TaskRow]) -> None:
     session = assembly.request.session_id
-    ordered = sorted(tasks, key=lambda t: (t.session_id != session, -t.updated_at.timestamp(), t.id))
+    ordered = sorted(open_tasks, key=lambda t: (t.session_id != session, -t.updated_at.timestamp(), t.id))
     for task in ordered:
         if not may_load(assembly.request.channel, task.sensitivity):
             assembly.omit("task_state", "privacy", task.id)
             continue
         item = Item(
-            text=task_line(task.title, task.status, task.owner, task.note),
+            text=tasks.task_line(task.title, task.status, task.owner, task.note),
             refs=[task.id, task.last_event_id],
             kind="task",
             ts=task.updated_at,
@@ -438,6 +453,7 @@ def _evidence(
     assembly: _Assembly,
     candidates: list[Candidate],
     packets: list[HandoffRow],
+    query_tags: set[str],
     reference: datetime | None,
     horizon: datetime,
 ) -> list[ConflictNote]:
@@ -473,7 +489,8 @@ def _evidence(
     for c in kept:
         if c.event_id in contradicted:
             continue
-        value = scoring.score(c.rank / top, scoring.recency(c.ts, reference), c.importance)
+        relevance = max(c.rank / top, TAG_RELEVANCE if query_tags.intersection(c.tags) else 0.0)
+        value = scoring.score(relevance, scoring.recency(c.ts, reference), c.importance)
         forced = c.pinned or c.event_id in boosted or c.event_id in handed_over
         # chunk ids change when chunks are rebuilt; (event, seq) does not, so bundles survive a reindex
         position = f"{c.event_id}:{c.seq:06d}"

@@ -362,6 +362,11 @@ class Tx:
     async def open_tasks(self, limit: int) -> list[TaskRow]:
         return [to_row(TaskRow, r) for r in await self._fetch("open_tasks", limit)]
 
+    async def task_updates_until(self, horizon: datetime, limit: int) -> list[EventRow]:
+        """Task update events made by ``horizon``, oldest first (the newest ``limit`` of them)."""
+        rows = await self._fetch("task_updates_until", horizon, limit)
+        return [to_row(EventRow, r) for r in reversed(rows)]
+
     async def decisions_as_of(self, horizon: datetime, limit: int) -> list[DecisionRow]:
         return [to_row(DecisionRow, r) for r in await self._fetch("decisions_as_of", horizon, limit)]
 

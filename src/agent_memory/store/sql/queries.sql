@@ -221,3 +221,10 @@ SELECT * FROM events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3;
 
 -- name: delete_chunks_of_events
 DELETE FROM chunks WHERE tenant_id = $1 AND event_id = ANY($2::text[]);
+
+-- name: task_updates_until
+-- The newest task updates made by $2, for replaying the task state of a past moment.
+SELECT * FROM events
+WHERE tenant_id = $1 AND kind = 'task_update' AND ts <= $2
+ORDER BY ts DESC, id DESC
+LIMIT $3;
