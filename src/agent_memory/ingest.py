@@ -29,7 +29,7 @@ from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberR
 from agent_memory.pii import contains_pii
 from agent_memory.redact import redact, redact_value
 from agent_memory.store.database import Database, Tx
-from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow, TaskRow
+from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow
 from agent_memory.tasks import apply_update, task_id_of
 from agent_memory.text import chunk_text, estimate_tokens, excerpt, text_hash
 from agent_memory.vocabulary import Channel, Sensitivity

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from agent_memory import tasks
 from agent_memory.caller import Caller
 from agent_memory.context import conflicts, scoring
 from agent_memory.context.bundle import (
@@ -53,7 +54,6 @@ from agent_memory.errors import Forbidden, InvalidInput
 from agent_memory.handoffs import handoff_text
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import Candidate, DecisionRow, EventRow, HandoffRow, TaskRow
-from agent_memory import tasks
 from agent_memory.text import estimate_tokens
 from agent_memory.vocabulary import CHANNELS, VIEW_NAMES, Channel
 
