@@ -9,9 +9,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from agent_memory.context.assembly import RecallRequest
 from agent_memory.context.bundle import Bundle, render_markdown
 from agent_memory.context.policy import DEFAULT_BUDGET, MIN_BUDGET
-from agent_memory.context.recall import RecallRequest, build
+from agent_memory.context.recall import build
 from agent_memory.runtime import Runtime
 from agent_memory.tools._shared import domain_errors, result
 from agent_memory.vocabulary import Channel
