@@ -32,6 +32,8 @@ from agent_memory.store.embedded import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     EmbeddedStatus,
+    _cluster,
+    _install,
     default_data_dir,
 )
 
@@ -73,6 +75,7 @@ import structlog
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 from agent_memory.store import embedded
+from agent_memory.store.embedded import _account
 
 pg = embedded.EmbeddedPostgres(Path(sys.argv[1]))
 
@@ -83,7 +86,7 @@ def on_sigterm(signum, frame):
 
 
 signal.signal(signal.SIGTERM, on_sigterm)
-run = embedded._Account.run
+run = _account._Account.run
 
 
 def run_then_signal(self, argv, **kwargs):
@@ -93,7 +96,7 @@ def run_then_signal(self, argv, **kwargs):
     return result
 
 
-embedded._Account.run = run_then_signal
+_account._Account.run = run_then_signal
 pg.acquire()
 print("acquire returned", flush=True)
 """
@@ -398,7 +401,7 @@ def test_a_start_blocked_by_an_orphaned_backend_is_retried_then_fails_with_the_l
     os.kill(backend, signal.SIGSTOP)
     try:
         os.kill(old, signal.SIGKILL)
-        monkeypatch.setattr(embedded, "_START_RETRY_FOR", 1.0)
+        monkeypatch.setattr(_cluster, "_START_RETRY_FOR", 1.0)
         pg = EmbeddedPostgres(data_dir)
         with capture_logs() as logs, pytest.raises(EmbeddedPostgresError) as raised:
             pg.acquire()
@@ -565,13 +568,13 @@ def test_as_root_binaries_the_service_user_cannot_reach_are_copied_into_the_data
 ) -> None:
     """As root, when the service user cannot run the installed binaries (here: reached through a 0700
     directory), they are copied once into <data_dir>/runtime/pg18-<version>, which runs PostgreSQL."""
-    installed = embedded._package_install()
+    installed = _install._package_install()
     hidden = data_dir.parent / "hidden"
     hidden.mkdir(mode=0o700)
-    package = Path(embedded._PACKAGE)
+    package = Path(_install._PACKAGE)
     for name in (package, f"{package}.libs"):
         (hidden / name).symlink_to(installed.root / name)  # the same files, behind a 0700 directory
-    monkeypatch.setattr(embedded, "_package_install", lambda: embedded._Install(hidden, installed.version))
+    monkeypatch.setattr(_cluster, "_package_install", lambda: _install._Install(hidden, installed.version))
 
     pg = EmbeddedPostgres(data_dir)
     pg.acquire()
