@@ -54,5 +54,6 @@ async def reindex(
                 progress(name, done, total)
         events += done
         async with db.transaction(name) as tx:
+            await tx.set_derived_stale(False)
             await tx.notify_change("*")
     return ReindexReport(tenants=len(tenants), events=events, chunks=chunks)

@@ -355,3 +355,23 @@ async def test_tagged_events_are_candidates_by_tag(client: Client) -> None:
     await call(client, "remember", events=newer, session_id="a")
     bundle = await call(client, "recall", query="billing", session_id="b")
     assert any(tagged["id"] in item["refs"] for item in section(bundle, "evidence"))
+
+
+async def test_dropped_chunks_are_rebuilt_on_the_cold_path(client: Client, db: Database, settings: Settings) -> None:
+    """Derived chunks deleted behind the server's back: the next cold recall rebuilds them within bounds,
+    says how many in provenance, and answers as before."""
+    await remember(client, "The invoices service is written in Go.", session_id="a")
+    await remember(client, "Invoices are archived after seven years.", session_id="a")
+    before = await call(client, "recall", query="invoices service archive", session_id="b")
+    async with db.pool.acquire() as conn:
+        await conn.execute("DELETE FROM chunks")
+        assert await conn.fetchval("SELECT derived_stale FROM tenants WHERE id = 'local'") is True
+    async with make_client(db, settings) as restarted:
+        after = await call(restarted, "recall", query="invoices service archive", session_id="b")
+        again = await call(restarted, "recall", query="invoices service archive", session_id="b")
+    assert after["provenance"]["path"] == "cold"
+    assert after["provenance"]["rebuilt_chunks"] == 2
+    assert again["provenance"]["rebuilt_chunks"] == 0
+    assert after["sections"] == before["sections"]
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT derived_stale FROM tenants WHERE id = 'local'") is False

@@ -60,6 +60,7 @@ class Provenance(BaseModel):
     channel: str
     as_of: datetime | None
     reference_time: datetime | None = Field(description="What recency was measured from.")
+    rebuilt_chunks: int = Field(default=0, description="Chunks rebuilt because derived data had been dropped.")
 
 
 class Bundle(BaseModel):

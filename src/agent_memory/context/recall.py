@@ -46,6 +46,7 @@ from agent_memory.context.policy import (
 )
 from agent_memory.context.sections import add_decisions, add_recent, add_standing
 from agent_memory.errors import Forbidden, InvalidInput
+from agent_memory.ingest import derive_chunks
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import HandoffRow, TaskRow
 from agent_memory.vocabulary import CHANNELS
@@ -57,6 +58,7 @@ POOL_TAGGED: Final = 100
 MATCHING_DECISIONS: Final = 200
 DELIVERED_HANDOFFS: Final = 5
 TASK_UPDATES_REPLAYED: Final = 5_000
+REBUILD_EVENTS: Final = 2_000
 MAX_TAGS: Final = 64
 _WORDS: Final = re.compile(r"[\w][\w.-]*")
 
@@ -77,7 +79,9 @@ def check_request(request: RecallRequest, caller: Caller) -> None:
         raise InvalidInput("intent", f"{request.intent!r} is not an intent", "continue, answer, plan, review")
 
 
-async def build(db: Database, hot: HotCache, caller: Caller, request: RecallRequest) -> Bundle:
+async def build(
+    db: Database, hot: HotCache, caller: Caller, request: RecallRequest, *, chunk_tokens: int = 400
+) -> Bundle:
     """The active context bundle for ``request`` (see the module docstring)."""
     check_request(request, caller)
     started = time.perf_counter()
@@ -96,6 +100,7 @@ async def build(db: Database, hot: HotCache, caller: Caller, request: RecallRequ
     async with db.transaction(caller.tenant) as tx:
         tenant_state, session_state, cold = await _state(tx, hot, caller.tenant, request, horizon)
         timings = {"state_ms": _since(started)}
+        rebuilt = await _rebuild_missing_chunks(tx, chunk_tokens) if cold else 0
         packets = _packets(tenant_state, session_state, caller)
         reference = _reference_time(request, tenant_state, session_state)
         add_standing(assembly, tenant_state, packets)
@@ -112,7 +117,20 @@ async def build(db: Database, hot: HotCache, caller: Caller, request: RecallRequ
         hot.invalidate(caller.tenant, "*")
     timings["total_ms"] = _since(started)
     path: PathTaken = "cold" if cold else ("retrieval" if "retrieval_ms" in timings else "fast")
-    return _bundle(assembly, path, retrieval, timings, reference)
+    return _bundle(assembly, path, retrieval, timings, reference, rebuilt)
+
+
+async def _rebuild_missing_chunks(tx: Tx, chunk_tokens: int) -> int:
+    """After derived data was dropped, rebuild the chunks of up to ``REBUILD_EVENTS`` events (newest first)
+    before anything is searched; the tenant stays marked until nothing is missing."""
+    if not await tx.derived_stale():
+        return 0
+    missing = await tx.events_missing_chunks(REBUILD_EVENTS)
+    chunks = [chunk for event in missing for chunk in derive_chunks(event, chunk_tokens)]
+    await tx.insert_chunks(chunks)
+    if len(missing) < REBUILD_EVENTS:
+        await tx.set_derived_stale(False)
+    return len(chunks)
 
 
 @dataclass(frozen=True)
@@ -223,7 +241,12 @@ def _reference_time(request: RecallRequest, tenant: TenantHot, session: SessionH
 
 
 def _bundle(
-    assembly: Assembly, path: PathTaken, retrieval: Retrieval, timings: dict[str, float], reference: datetime | None
+    assembly: Assembly,
+    path: PathTaken,
+    retrieval: Retrieval,
+    timings: dict[str, float],
+    reference: datetime | None,
+    rebuilt: int = 0,
 ) -> Bundle:
     fillers = assembly.fillers
     sections = [
@@ -250,5 +273,6 @@ def _bundle(
             channel=request.channel,
             as_of=request.as_of,
             reference_time=reference,
+            rebuilt_chunks=rebuilt,
         ),
     )

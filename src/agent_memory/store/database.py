@@ -42,6 +42,25 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+TABLES = (
+    "tenants",
+    "events",
+    "chunks",
+    "artifacts",
+    "decisions",
+    "tasks",
+    "handoffs",
+    "views",
+    "audit_log",
+    "api_keys",
+)
+
+
+def _copy_value(value: Any) -> Any:
+    """COPY takes jsonb as text."""
+    return json.dumps(value) if isinstance(value, dict) else value
+
+
 class Database:
     """A connection pool to one PostgreSQL database holding agent-memory's schema."""
 
@@ -80,6 +99,40 @@ class Database:
         """(applied versions, the version this package expects)."""
         async with self._pool.acquire() as conn:
             return await applied_versions(conn), latest_version()
+
+    async def tables_containing(self, needle: str) -> list[str]:
+        """The tables (of every tenant) where any column of any row contains ``needle``."""
+        found = []
+        async with self._pool.acquire() as conn:
+            for table in TABLES:
+                hit = await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {table} t WHERE strpos(t::text, $1) > 0)", needle
+                )
+                if hit:
+                    found.append(table)
+        return found
+
+    async def notify_everything_changed(self) -> None:
+        """Every server process drops its whole hot set."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(QUERIES["notify_everything_changed"])
+
+    async def copy_rows(self, tenant: str, events: Sequence[EventRow], chunks: Sequence[ChunkRow]) -> None:
+        """Bulk-load already prepared events and their chunks with COPY (seeding history, imports)."""
+        event_columns = [name for name in EventRow.model_fields if name != "recorded_at"]
+        chunk_columns = list(ChunkRow.model_fields)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(QUERIES["ensure_tenant"], tenant)
+            await conn.copy_records_to_table(
+                "events",
+                columns=["tenant_id", *event_columns],
+                records=[(tenant, *(_copy_value(getattr(e, c)) for c in event_columns)) for e in events],
+            )
+            await conn.copy_records_to_table(
+                "chunks",
+                columns=["tenant_id", *chunk_columns],
+                records=[(tenant, *(getattr(c, name) for name in chunk_columns)) for c in chunks],
+            )
 
     async def tenants(self) -> list[str]:
         """Every tenant id (maintenance commands walk them)."""
@@ -410,6 +463,28 @@ class Tx:
         await self._execute("notify_change", scope)
 
     # maintenance
+
+    async def derived_stale(self) -> bool:
+        """Whether chunks of this tenant were deleted since they were last complete."""
+        return bool(await self._conn.fetchval(QUERIES["derived_stale"], self.tenant))
+
+    async def set_derived_stale(self, stale: bool) -> None:
+        await self._execute("set_derived_stale", stale)
+
+    async def events_missing_chunks(self, limit: int) -> list[EventRow]:
+        return [to_row(EventRow, r) for r in await self._fetch("events_missing_chunks", limit)]
+
+    async def count_rows(self, table: str) -> int:
+        """Rows of this tenant in ``table`` (one of ``TABLES``)."""
+        if table not in TABLES:
+            raise InvalidInput("table", f"{table!r} is not a table", ", ".join(TABLES))
+        column = "id" if table == "tenants" else "tenant_id"
+        value: int = await self._conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", self.tenant)
+        return value
+
+    async def delete_all_chunks(self) -> None:
+        """Drop this tenant's derived chunks (they are rebuilt from events)."""
+        await self._execute("delete_all_chunks")
 
     async def count_events(self) -> int:
         value: int = await self._conn.fetchval(QUERIES["count_events"], self.tenant)

@@ -58,5 +58,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             include_history=include_history,
             as_of=as_of,
         )
-        bundle = await build(runtime.db, runtime.hot, runtime.caller(agent_id), request)
+        bundle = await build(
+            runtime.db, runtime.hot, runtime.caller(agent_id), request, chunk_tokens=runtime.settings.chunk_tokens
+        )
         return result(bundle, render_markdown(bundle))

@@ -228,3 +228,23 @@ SELECT * FROM events
 WHERE tenant_id = $1 AND kind = 'task_update' AND ts <= $2
 ORDER BY ts DESC, id DESC
 LIMIT $3;
+
+-- name: derived_stale
+SELECT derived_stale FROM tenants WHERE id = $1;
+
+-- name: set_derived_stale
+UPDATE tenants SET derived_stale = $2 WHERE id = $1;
+
+-- name: events_missing_chunks
+-- Events that should have chunks and have none (after derived data was dropped), newest first.
+SELECT e.* FROM events e
+WHERE e.tenant_id = $1 AND e.duplicate_of IS NULL
+  AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.tenant_id = $1 AND c.event_id = e.id)
+ORDER BY e.ts DESC, e.id DESC
+LIMIT $2;
+
+-- name: notify_everything_changed
+SELECT pg_notify('agent_memory_changes', '*/*');
+
+-- name: delete_all_chunks
+DELETE FROM chunks WHERE tenant_id = $1;

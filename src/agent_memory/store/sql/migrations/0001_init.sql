@@ -2,8 +2,9 @@
 -- Every tenant table leads with tenant_id and every query filters on it.
 
 CREATE TABLE tenants (
-    id          text PRIMARY KEY,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    id             text PRIMARY KEY,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    derived_stale  boolean NOT NULL DEFAULT false  -- chunks were deleted: recall rebuilds missing ones
 );
 
 -- Ground truth, append-only (P1): rows are inserted, never updated; forgetting deletes.
@@ -77,6 +78,26 @@ CREATE INDEX chunks_session_ts ON chunks (tenant_id, session_id, ts DESC);
 CREATE INDEX chunks_pinned ON chunks (tenant_id, ts DESC) WHERE pinned;
 CREATE INDEX chunks_tags ON chunks USING gin (tags);
 CREATE INDEX chunks_event ON chunks (tenant_id, event_id);
+
+-- Deleting chunks (derived data) marks their tenants stale, so that the next cold recall rebuilds them.
+CREATE FUNCTION chunks_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tenants SET derived_stale = true
+    WHERE id IN (SELECT DISTINCT tenant_id FROM deleted) AND NOT derived_stale;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chunks_deleted AFTER DELETE ON chunks
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION chunks_deleted();
+
+CREATE FUNCTION chunks_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tenants SET derived_stale = true WHERE NOT derived_stale;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chunks_truncated AFTER TRUNCATE ON chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION chunks_truncated();
 
 -- Embeddings: a pgvector column with an HNSW index where the extension exists, a plain real[] where it
 -- does not (semantic scoring then reranks the bounded lexical candidate pool). Never required.
