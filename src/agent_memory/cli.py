@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--all-tenants", action="store_true", help="every tenant (default: only --tenant)")
     reindex.add_argument("--batch", type=int, default=1000, help="events per transaction (default 1000)")
 
+    replay = commands.add_parser(
+        "replay",
+        parents=[common],
+        help="replay scenario transcripts through a real MCP client",
+        description="Replay transcripts (JSON files, or folders of them) through the real MCP client: over "
+        "stdio it launches `agent-memory serve` per tenant; over HTTP it launches `serve --http`, or talks to "
+        "--url. Prints a line per scenario and `N passed, N failed`; exits 1 on any failure.",
+    )
+    replay.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="transcript files or folders")
+    replay.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default stdio")
+    replay.add_argument("--url", help="a running server's MCP endpoint (implies http)")
+    replay.add_argument("--token", help="bearer token for --url (one tenant)")
+    replay.add_argument("--jwt-secret", help="HS256 secret to mint a token per scenario tenant for --url")
+    replay.add_argument("--report", type=Path, help="write a JSON report here")
+
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
     )
@@ -123,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"agent-memory: setting {field}: {error['msg']}", file=sys.stderr)
         return 2
     is_server = args.command == "serve"
-    configure_logging(settings.log_format if is_server else "console", settings.log_level)
+    # a replay prints its own report: the servers' and the database's chatter only when asked for
+    quiet = args.command == "replay" and getattr(args, "log_level", None) is None
+    configure_logging(settings.log_format if is_server else "console", "warning" if quiet else settings.log_level)
     try:
         return anyio.run(_dispatch, args, settings)
     except AgentMemoryError as exc:
@@ -136,23 +153,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     # Imported late: `--help` and the admin commands do not pay for loading the MCP SDK.
     if args.command == "serve":
-        if args.http:
-            from agent_memory.server.http import serve_http
+        return await _serve(args, settings)
+    if args.command == "replay":
+        from agent_memory.replay import replay
 
-            await serve_http(settings)
-        else:
-            from agent_memory.server.stdio import serve_stdio
-
-            await serve_stdio(settings)
-        return 0
+        return await replay(
+            args.paths,
+            settings,
+            transport="http" if args.url else args.transport,
+            url=args.url,
+            token=args.token,
+            jwt_secret=args.jwt_secret,
+            report_file=args.report,
+        )
     from agent_memory.server import commands
 
-    if args.command == "migrate":
-        return await commands.migrate(settings)
-    if args.command == "doctor":
-        return await commands.doctor_command(settings)
-    if args.command == "reindex":
-        return await commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch)
-    if args.views_command == "set":
-        return await commands.set_view_command(settings, args.name, args.file)
-    return await commands.show_view_command(settings, args.name)
+    handlers = {
+        "migrate": lambda: commands.migrate(settings),
+        "doctor": lambda: commands.doctor_command(settings),
+        "reindex": lambda: commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch),
+        "views": lambda: (
+            commands.set_view_command(settings, args.name, args.file)
+            if args.views_command == "set"
+            else commands.show_view_command(settings, args.name)
+        ),
+    }
+    return await handlers[args.command]()
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.http:
+        from agent_memory.server.http import serve_http
+
+        await serve_http(settings)
+    else:
+        from agent_memory.server.stdio import serve_stdio
+
+        await serve_stdio(settings)
+    return 0

@@ -40,4 +40,5 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.getLogger("httpx2").setLevel(max(numeric, logging.WARNING))  # one line per request is noise
     root.setLevel(max(numeric, logging.INFO) if numeric > logging.DEBUG else numeric)

@@ -38,8 +38,19 @@ VIEWS_CHANNEL = "agent_memory_views"
 CHANGES_CHANNEL = "agent_memory_changes"
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value).encode("utf-8")  # jsonb's binary format: version 1, then the text
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # binary, so that COPY (which always speaks binary) can carry jsonb too
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
 
 
 TABLES = (
@@ -54,11 +65,6 @@ TABLES = (
     "audit_log",
     "api_keys",
 )
-
-
-def _copy_value(value: Any) -> Any:
-    """COPY takes jsonb as text."""
-    return json.dumps(value) if isinstance(value, dict) else value
 
 
 class Database:
@@ -126,7 +132,7 @@ class Database:
             await conn.copy_records_to_table(
                 "events",
                 columns=["tenant_id", *event_columns],
-                records=[(tenant, *(_copy_value(getattr(e, c)) for c in event_columns)) for e in events],
+                records=[(tenant, *(getattr(e, c) for c in event_columns)) for e in events],
             )
             await conn.copy_records_to_table(
                 "chunks",
