@@ -13,7 +13,17 @@ import pytest
 from agent_memory.cli import build_parser
 
 EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
-COMMANDS = [[], ["serve"], ["migrate"], ["doctor"], ["reindex"], ["views"], ["views", "set"], ["views", "show"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["migrate"],
+    ["doctor"],
+    ["reindex"],
+    ["replay"],
+    ["views"],
+    ["views", "set"],
+    ["views", "show"],
+]
 
 
 def run(*args: str, database_url: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,63 +1,8 @@
-"""The transcript format: one JSON file per scenario, a list of steps replayed through a real MCP client.
+"""The transcript format of the scenario harness: one JSON file per scenario, a list of steps.
 
-```json
-{
-  "id": "A3",
-  "name": "supersession",
-  "principle": "P1: decisions are superseded, never overwritten",
-  "description": "what the transcript shows and why it matters",
-  "start": "-30d",
-  "steps": [
-    {"tool": "remember", "args": {"text": "Budget is 32K.", "kind": "decision"}, "as": "d1"},
-    {"tool": "supersede_decision", "args": {"decision_id": "${d1.events.0.decision_id}", "text": "Budget is 65K."},
-     "at": "+2d", "as": "d2"},
-    {"tool": "recall", "args": {"query": "what is the budget now?"},
-     "expect": [{"section": "decisions", "contains": "65K"}, {"omitted": "superseded", "id": "${d1.events.0.decision_id}"}]},
-    {"control": "restart"},
-    {"use": {"agent": "agent-b", "channel": "agent"}},
-    {"read": "memory://rules", "expect": [{"text_contains": "cite"}]},
-    {"store": [{"absent": "sk-live-..."}]}
-  ]
-}
-```
-
-Steps (exactly one action key each, plus the optional ``as``, ``at``, ``expect`` and ``note``):
-
-| action | what it does |
-|---|---|
-| ``tool`` + ``args`` | calls an MCP tool; the current agent, channel and session fill ``agent_id``, ``channel`` and ``session_id`` when the tool takes them and ``args`` does not say |
-| ``read`` | reads a resource by URI |
-| ``control`` | ``restart`` (a new server process, same database), ``drop_caches`` (every server forgets its hot set), ``drop_derived`` (deletes the tenant's chunks: derived data), ``reindex`` (rebuilds them) |
-| ``use`` | switches ``agent``, ``channel``, ``session`` or ``tenant`` for the following steps |
-| ``view`` | writes a view as a person would (``{"name": "rules", "body": "..."}``) |
-| ``seed`` | bulk history: ``count`` events from ``texts`` templates (``{i}`` is the number), spread over ``span`` (``["-40d", "-15d"]``), in ``session``, ``kind``, ``channel``; ``bulk: true`` writes them straight to the store (for tens of thousands) instead of through batched ``remember`` |
-| ``store`` | assertions on the database itself (below) |
-
-``at``: when the step happens, on the scenario's simulated clock. ``"+14d"``/``"-2h"`` move the clock relative to
-where it is (units s, m, h, d, w); an ISO time sets it. The clock starts at ``start`` (relative to now, default
-``-60d``) and ticks one second per step; ``remember`` calls without their own ``at`` get the clock's time.
-
-``as``: names the step's structured result; ``${name}`` in any later string is replaced by the result's id
-(``events.0.id`` for ``remember``, ``decision.id`` for ``supersede_decision``, ``id`` otherwise) and
-``${name.dotted.path}`` by any field (list indexes are numbers).
-
-Expectations on a tool call's result (``expect``):
-
-| expectation | holds when |
-|---|---|
-| ``{"section": S, "contains": T}`` / ``"not_contains"`` | an item of section ``S`` (``"*"``: any section) contains ``T`` / none does |
-| ``{"section": S, "has_ref": ID}`` / ``"lacks_ref"`` | an item of ``S`` cites ``ID`` / none does |
-| ``{"section": S, "max_items": N}`` / ``"min_items"`` / ``"max_tokens"`` | the section's item count or tokens |
-| ``{"total_tokens_at_most": N}`` | the bundle's ``token_used_est`` |
-| ``{"omitted": REASON, "id": ID}`` | ``ID`` (optional) is among the omissions for ``REASON`` |
-| ``{"conflict": {"item": ID, "newer": ID}}`` | a conflict names those ids (either key optional) |
-| ``{"provenance": {"path": P, "candidate_pool_at_most": N, "items_considered_at_most": N}}`` | provenance fields |
-| ``{"field": PATH, "equals": V}`` / ``"contains"`` / ``"at_most"`` / ``"at_least"`` | a field of the structured result |
-| ``{"error": TEXT}`` | the call failed, with ``TEXT`` in its message (otherwise any error fails the step) |
-| ``{"text_contains": T}`` / ``{"text_not_contains": T}`` | the text content (resources, renderings) |
-
-Store assertions (``store``): ``{"absent": T}`` — ``T`` is in no column of any table; ``{"present": T}``;
-``{"count": TABLE, "at_least": N, "at_most": N}`` — rows of the current tenant.
+docs/scenarios.md describes every step and expectation with examples; the models below are the schema.
+A step has exactly one action (``tool``, ``read``, ``control``, ``use``, ``seed``, ``store``, ``view``) and
+optionally ``as`` (save the result), ``at`` (move the simulated clock), ``expect`` and ``note``.
 """
 
 from __future__ import annotations
