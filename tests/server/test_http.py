@@ -29,8 +29,15 @@ pytestmark = pytest.mark.anyio
 SECRET = "test-secret-with-at-least-32-bytes-of-entropy"
 
 
-def token(tenant: str = "acme", agent: str = "agent-a", *, secret: str = SECRET, exp_in: int = 300) -> str:
-    claims = {"sub": agent, "tenant": tenant, "roles": ["writer"], "exp": int(time.time()) + exp_in}
+def token(
+    tenant: str = "acme",
+    agent: str = "agent-a",
+    *,
+    secret: str = SECRET,
+    exp_in: int = 300,
+    roles: tuple[str, ...] = ("writer",),
+) -> str:
+    claims = {"sub": agent, "tenant": tenant, "roles": list(roles), "exp": int(time.time()) + exp_in}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -141,3 +148,25 @@ async def test_a_real_http_server_process(database_url: str) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_roles_from_the_token_are_enforced_per_tool(db: Database, settings: Settings) -> None:
+    """A reader may recall but not remember; the refusal names the role needed; a writer may not supersede."""
+    secured = settings.model_copy(update={"auth": "required", "jwt_secret": SecretStr(SECRET)})
+    async with (
+        http_client(db, secured, token(roles=("reader",))) as http,
+        Client(streamable_http_client("http://127.0.0.1:8765/mcp", http_client=http)) as reader,
+    ):
+        refused = await reader.call_tool("remember", {"text": "may I?"})
+        assert refused.is_error
+        assert "forbidden: remember needs the writer role" in refused.content[0].text  # type: ignore[union-attr]
+        assert not (await reader.call_tool("recall", {"query": "anything"})).is_error
+    async with (
+        http_client(db, secured, token(roles=("writer",))) as http,
+        Client(streamable_http_client("http://127.0.0.1:8765/mcp", http_client=http)) as writer,
+    ):
+        decision = await writer.call_tool("remember", {"text": "Use tabs.", "kind": "decision"})
+        assert decision.structured_content is not None
+        decision_id = decision.structured_content["events"][0]["decision_id"]
+        refused = await writer.call_tool("supersede_decision", {"decision_id": decision_id, "text": "Use spaces."})
+        assert "needs the curator role" in refused.content[0].text  # type: ignore[union-attr]

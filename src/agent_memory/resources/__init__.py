@@ -14,6 +14,8 @@ A missing id, or an id of another tenant, is "not found" (JSON-RPC error -32002)
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +23,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
+from agent_memory import audit
+from agent_memory.access import require
+from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError
 from agent_memory.ids import kind_of
 from agent_memory.runtime import Runtime
@@ -28,6 +33,7 @@ from agent_memory.store.database import Tx
 from agent_memory.vocabulary import VIEW_NAMES
 
 RESOURCE_NOT_FOUND = -32002
+INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 
 VIEW_DESCRIPTIONS = {
@@ -60,13 +66,8 @@ def register_all(server: MCPServer, runtime: Runtime) -> None:
 def _register_view(server: MCPServer, runtime: Runtime, name: str) -> None:
     @server.resource(f"memory://{name}", name=name, description=VIEW_DESCRIPTIONS[name], mime_type="text/markdown")
     async def view() -> str:
-        caller = runtime.caller()
-        try:
-            async with runtime.db.transaction(caller.tenant) as tx:
-                row = await tx.get_view(name)
-        except AgentMemoryError as exc:
-            raise MCPError(INVALID_PARAMS, exc.message) from exc
-        return row.body if row is not None else ""
+        row = await _guarded(runtime, f"memory://{name}", lambda tx: tx.get_view(name))
+        return str(row.body) if row is not None else ""
 
 
 def _register_record(
@@ -91,12 +92,41 @@ async def _read(runtime: Runtime, kind: str, ident: str, fetch: Callable[[Tx, st
     """Fetch one record of the caller's tenant or raise the JSON-RPC error a client can act on."""
     if kind_of(ident) != kind:
         raise MCPError(INVALID_PARAMS, f"{ident!r} is not a {kind} id", {"id": ident})
-    caller = runtime.caller()
-    try:
-        async with runtime.db.transaction(caller.tenant) as tx:
-            row = await fetch(tx, ident)
-    except AgentMemoryError as exc:
-        raise MCPError(INVALID_PARAMS, exc.message) from exc
+    row = await _guarded(runtime, ident, lambda tx: fetch(tx, ident))
     if row is None:
         raise MCPError(RESOURCE_NOT_FOUND, f"no {kind} with id {ident!r} exists in this tenant", {"id": ident})
     return row
+
+
+async def _guarded(runtime: Runtime, resource: str, fetch: Callable[[Tx], Awaitable[Any]]) -> Any:
+    """Check the caller may read, run ``fetch`` in the caller's tenant, and audit the read."""
+    started = time.perf_counter()
+    request_id = uuid.uuid4().hex
+    try:
+        caller = runtime.caller()
+        require(caller, "read_resource")
+    except AgentMemoryError as exc:
+        raise MCPError(INVALID_REQUEST, f"{exc.code}: {exc.message}") from exc
+    try:
+        async with runtime.db.transaction(caller.tenant) as tx:
+            row = await fetch(tx)
+    except AgentMemoryError as exc:
+        await _audit(runtime, caller, resource, started, request_id, success=False)
+        raise MCPError(INVALID_PARAMS, exc.message) from exc
+    await _audit(runtime, caller, resource, started, request_id, success=row is not None)
+    return row
+
+
+async def _audit(
+    runtime: Runtime, caller: Caller, resource: str, started: float, request_id: str, *, success: bool
+) -> None:
+    elapsed = (time.perf_counter() - started) * 1000
+    await audit.record(
+        runtime.db,
+        caller,
+        "read_resource",
+        resource_ids=[resource],
+        success=success,
+        latency_ms=elapsed,
+        request_id=request_id,
+    )

@@ -1,39 +1,81 @@
-"""What every tool module shares: error translation and the structured-plus-text result."""
+"""What every tool module shares: the guard (role check, audit, error translation) and the result shape."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+import structlog
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from agent_memory import audit
+from agent_memory.access import require
+from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError, Unavailable
+from agent_memory.runtime import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the domain's errors into tool errors (``isError``) the calling model can read and act on.
+def guarded(runtime: Runtime, action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Wrap a tool: check the caller's role for ``action``, audit the call (also when it fails), and turn the
+    domain's errors into tool errors (``isError``) the calling model can read and act on, e.g.
+    ``not_found: refs[0]: no event or decision with id 'evt_…' exists in this tenant``."""
 
-    The message starts with the error code and carries the details as JSON, e.g.
-    ``not_found: refs[0]: no event or decision with id 'evt_…' exists in this tenant``.
-    """
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            request_id = uuid.uuid4().hex
+            started = time.perf_counter()
+            caller = None
+            try:
+                caller = runtime.identify()
+                with structlog.contextvars.bound_contextvars(request_id=request_id, tenant=caller.tenant):
+                    require(caller, action)
+                    outcome = await fn(*args, **kwargs)
+            except AgentMemoryError as exc:
+                if caller is not None:
+                    await _audit(runtime, caller, action, started, request_id, None, exc.code)
+                raise ToolError(f"{exc.code}: {exc.message}") from exc
+            except TimeoutError as exc:
+                if caller is not None:
+                    await _audit(runtime, caller, action, started, request_id, None, Unavailable.code)
+                raise ToolError(f"{Unavailable.code}: the database did not answer in time; retry") from exc
+            structured = outcome.structured_content if isinstance(outcome, CallToolResult) else None
+            await _audit(runtime, caller, action, started, request_id, structured, None)
+            return outcome
 
-    @wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except AgentMemoryError as exc:
-            raise ToolError(f"{exc.code}: {exc.message}") from exc
-        except TimeoutError as exc:
-            raise ToolError(f"{Unavailable.code}: the database did not answer in time; retry") from exc
+        return wrapper
 
-    return wrapper
+    return decorate
+
+
+async def _audit(
+    runtime: Runtime,
+    caller: Caller,
+    action: str,
+    started: float,
+    request_id: str,
+    structured: Any,
+    error: str | None,
+) -> None:
+    await audit.record(
+        runtime.db,
+        caller,
+        action,
+        resource_ids=audit.ids_in(structured),
+        success=error is None,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        request_id=request_id,
+        detail={"error": error} if error else None,
+    )
 
 
 def result(model: BaseModel, text: str) -> CallToolResult:

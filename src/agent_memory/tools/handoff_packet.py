@@ -11,7 +11,7 @@ from pydantic import Field
 from agent_memory.handoffs import create_handoff
 from agent_memory.models import HandoffOut
 from agent_memory.runtime import Runtime
-from agent_memory.tools._shared import domain_errors, result
+from agent_memory.tools._shared import guarded, result
 
 DESCRIPTION = """Hand work over to another agent. The packet states the task, its constraints, the decisions
 that bind it (active decision ids), the files the receiver needs, the open questions and the events it rests
@@ -28,7 +28,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         description=DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
     )
-    @domain_errors
+    @guarded(runtime, "handoff_packet")
     async def handoff_packet(
         to_agent: Annotated[str, Field(min_length=1, max_length=128, description="The receiving agent's id.")],
         task: Annotated[str, Field(min_length=1, max_length=8000, description="The work being handed over.")],

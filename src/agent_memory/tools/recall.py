@@ -14,7 +14,7 @@ from agent_memory.context.bundle import Bundle, render_markdown
 from agent_memory.context.policy import DEFAULT_BUDGET, MIN_BUDGET
 from agent_memory.context.recall import build
 from agent_memory.runtime import Runtime
-from agent_memory.tools._shared import domain_errors, result
+from agent_memory.tools._shared import guarded, result
 from agent_memory.vocabulary import Channel
 
 DESCRIPTION = """Get the context you need for your next step: identity and rules, a handoff addressed to you,
@@ -33,7 +33,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         description=DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
     )
-    @domain_errors
+    @guarded(runtime, "recall")
     async def recall(
         query: Annotated[str, Field(max_length=8000, description="What you need context for; may be empty.")] = "",
         session_id: Annotated[str, Field(min_length=1, max_length=128, description="Work thread.")] = "default",

@@ -13,7 +13,7 @@ from agent_memory.errors import InvalidInput
 from agent_memory.ingest import remember as remember_events
 from agent_memory.models import DecisionFields, EventIn, RememberResult, TaskFields
 from agent_memory.runtime import Runtime
-from agent_memory.tools._shared import domain_errors, result
+from agent_memory.tools._shared import guarded, result
 from agent_memory.vocabulary import Channel, EventKind, Sensitivity
 
 DESCRIPTION = """Record what you saw or did so it can be recalled later: a message, a tool call or its result,
@@ -37,7 +37,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         description=DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
     )
-    @domain_errors
+    @guarded(runtime, "remember")
     async def remember(
         text: Annotated[str | None, Field(description="The event's content (omit when giving `events`).")] = None,
         kind: Annotated[EventKind | None, Field(description="What happened; default message.")] = None,

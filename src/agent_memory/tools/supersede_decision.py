@@ -12,7 +12,7 @@ from pydantic import Field
 from agent_memory.decisions import supersede
 from agent_memory.models import DecisionFields, SupersedeResult
 from agent_memory.runtime import Runtime
-from agent_memory.tools._shared import domain_errors, result
+from agent_memory.tools._shared import guarded, result
 from agent_memory.vocabulary import Channel
 
 DESCRIPTION = """Replace an active decision with a new one. The old decision is kept, marked superseded and
@@ -30,7 +30,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         description=DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
     )
-    @domain_errors
+    @guarded(runtime, "supersede_decision")
     async def supersede_decision(
         decision_id: Annotated[str, Field(description="The active decision to replace (dec_…).")],
         text: Annotated[str, Field(min_length=1, max_length=20000, description="The new decision.")],

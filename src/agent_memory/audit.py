@@ -1,0 +1,64 @@
+"""The audit trail: every read and write, who did it, on what, how it went and how long it took.
+
+Rows go to ``audit_log`` in a transaction of their own (a failed call is audited too, and its own
+transaction has already rolled back). Writing the audit row never fails the call: a database error here is
+logged and counted instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from agent_memory.caller import Caller
+from agent_memory.errors import AgentMemoryError
+from agent_memory.store.database import Database
+
+log = structlog.get_logger(__name__)
+MAX_RESOURCE_IDS = 100
+
+
+async def record(
+    db: Database,
+    caller: Caller,
+    action: str,
+    *,
+    resource_ids: Iterable[str] = (),
+    success: bool,
+    latency_ms: float,
+    request_id: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row for ``caller``'s ``action``."""
+    try:
+        async with db.transaction(caller.tenant) as tx:
+            await tx.ensure_tenant()
+            await tx.audit(
+                principal=caller.principal or caller.agent_id,
+                action=action,
+                resource_ids=list(resource_ids)[:MAX_RESOURCE_IDS],
+                success=success,
+                latency_ms=round(latency_ms, 3),
+                request_id=request_id,
+                detail={"agent": caller.agent_id, **(detail or {})},
+            )
+    except (AgentMemoryError, OSError) as exc:
+        log.warning("audit row not written", action=action, tenant=caller.tenant, error=str(exc))
+
+
+def ids_in(structured: Any) -> list[str]:
+    """The record ids a result names at its top: ``id``, ``events[].id``, ``decision.id`` ..."""
+    found: list[str] = []
+    if isinstance(structured, dict):
+        for key in ("id", "event_id"):
+            if isinstance(structured.get(key), str):
+                found.append(structured[key])
+        for key in ("decision", "superseded"):
+            if isinstance(structured.get(key), dict) and isinstance(structured[key].get("id"), str):
+                found.append(structured[key]["id"])
+        for event in structured.get("events", []) if isinstance(structured.get("events"), list) else []:
+            if isinstance(event, dict) and isinstance(event.get("id"), str):
+                found.append(event["id"])
+    return found
