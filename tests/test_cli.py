@@ -20,6 +20,8 @@ COMMANDS = [
     ["doctor"],
     ["reindex"],
     ["replay"],
+    ["token"],
+    ["token", "mint"],
     ["views"],
     ["views", "set"],
     ["views", "show"],

@@ -16,10 +16,11 @@ import anyio
 from pydantic import ValidationError
 
 from agent_memory import __version__
+from agent_memory.access import ROLES
 from agent_memory.errors import AgentMemoryError
 from agent_memory.logs import configure_logging
 from agent_memory.settings import Settings
-from agent_memory.vocabulary import VIEW_NAMES
+from agent_memory.vocabulary import CHANNELS, VIEW_NAMES
 
 EPILOG = """environment: AGENT_MEMORY_DATABASE_URL (unset: embedded PostgreSQL in AGENT_MEMORY_DATA_DIR),
 AGENT_MEMORY_TENANT, AGENT_MEMORY_HTTP_HOST/PORT, AGENT_MEMORY_AUTH, AGENT_MEMORY_JWT_SECRET,
@@ -94,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--jwt-secret", help="HS256 secret to mint a token per scenario tenant for --url")
     replay.add_argument("--report", type=Path, help="write a JSON report here")
 
+    token = commands.add_parser(
+        "token", help="mint bearer tokens for development and tests", description="Bearer tokens."
+    )
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    mint = token_commands.add_parser(
+        "mint",
+        parents=[common],
+        help="print an HS256 token signed with AGENT_MEMORY_JWT_SECRET",
+        description="Print a bearer token for --agent of --tenant with the given roles, signed with the "
+        "configured HS256 secret (AGENT_MEMORY_JWT_SECRET or _FILE), with the configured issuer and audience.",
+    )
+    mint.add_argument("--agent", required=True, help="the token's subject: the agent id")
+    mint.add_argument("--role", action="append", required=True, choices=ROLES, help="repeat for several roles")
+    mint.add_argument("--channel", action="append", choices=CHANNELS, help="limit the channels (repeatable)")
+    mint.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
     )
@@ -166,6 +183,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             jwt_secret=args.jwt_secret,
             report_file=args.report,
         )
+    if args.command == "token":
+        return _mint(args, settings)
     from agent_memory.server import commands
 
     handlers = {
@@ -179,6 +198,27 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         ),
     }
     return await handlers[args.command]()
+
+
+def _mint(args: argparse.Namespace, settings: Settings) -> int:
+    from agent_memory.tokens import mint
+
+    if settings.jwt_secret is None:
+        print("agent-memory: token mint needs AGENT_MEMORY_JWT_SECRET (or _FILE)", file=sys.stderr)
+        return 2
+    print(
+        mint(
+            settings.jwt_secret.get_secret_value(),
+            tenant=settings.tenant,
+            agent=args.agent,
+            roles=args.role,
+            ttl=args.ttl,
+            channels=args.channel,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    )
+    return 0
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SECRET_FIELDS = ("database_url", "jwt_secret", "redis_url")
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -76,6 +77,14 @@ class Settings(BaseSettings):
     def _tenant_shape(cls, value: str) -> str:
         if not all(ch.isalnum() or ch in "-_." for ch in value):
             msg = f"tenant {value!r} may contain only letters, digits, '-', '_' and '.'"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode("utf-8")) < MIN_SECRET_BYTES:
+            msg = f"must be at least {MIN_SECRET_BYTES} bytes (HS256 needs a key as long as its hash)"
             raise ValueError(msg)
         return value
 

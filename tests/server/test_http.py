@@ -36,8 +36,9 @@ def token(
     secret: str = SECRET,
     exp_in: int = 300,
     roles: tuple[str, ...] = ("writer",),
+    audience: str = "agent-memory",
 ) -> str:
-    claims = {"sub": agent, "tenant": tenant, "roles": list(roles), "exp": int(time.time()) + exp_in}
+    claims = {"sub": agent, "tenant": tenant, "roles": list(roles), "exp": int(time.time()) + exp_in, "aud": audience}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -83,12 +84,22 @@ async def test_tenants_come_from_verified_tokens(db: Database, settings: Setting
 
 @pytest.mark.parametrize(
     "bearer",
-    [None, token(exp_in=-3600), token(secret="another-secret-of-sufficient-length-0000"), "not.a.jwt"],
-    ids=["missing", "expired", "wrong-key", "garbage"],
+    [
+        None,
+        token(exp_in=-3600),
+        token(secret="another-secret-of-sufficient-length-0000"),
+        "not.a.jwt",
+        token().rsplit(".", 1)[0] + ".",  # signature stripped
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + token().split(".")[1] + ".",  # alg: none
+        token(audience="someone-else"),
+    ],
+    ids=["missing", "expired", "wrong-key", "garbage", "stripped", "alg-none", "wrong-audience"],
 )
 async def test_bad_tokens_get_401(db: Database, settings: Settings, bearer: str | None) -> None:
     """No token, an expired one, one signed with another key, or garbage: 401 with WWW-Authenticate."""
-    secured = settings.model_copy(update={"auth": "required", "jwt_secret": SecretStr(SECRET)})
+    secured = settings.model_copy(
+        update={"auth": "required", "jwt_secret": SecretStr(SECRET), "jwt_audience": "agent-memory"}
+    )
     async with http_client(db, secured, bearer) as client:
         response = await client.post(
             "/mcp",

@@ -1,16 +1,9 @@
-"""Bearer auth over HTTP: JWTs verified with pyjwt, and the caller they name.
-
-Claims (PRODUCT.md §8): ``sub`` = agent id, ``tenant`` = tenant id, ``roles`` = reader/writer/curator/admin,
-optional ``channels``, plus ``iss``, ``aud`` and ``exp`` (required). This version verifies HS256 tokens from
-``AGENT_MEMORY_JWT_SECRET``; JWKS (RS256/ES256 with key rotation) is planned.
-"""
+"""Bearer auth over HTTP through the SDK's ``TokenVerifier``, and the caller a verified token names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-import jwt
 import structlog
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
@@ -18,48 +11,40 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from agent_memory.caller import Caller
 from agent_memory.errors import Forbidden
 from agent_memory.settings import Settings
+from agent_memory.tokens import TokenRejected, Verifier
 from agent_memory.vocabulary import CHANNELS
 
 log = structlog.get_logger(__name__)
 
-ROLES = ("reader", "writer", "curator", "admin")
-CLOCK_SKEW_SECONDS = 30
-
 
 class JwtVerifier(TokenVerifier):
-    """Verifies HS256 bearer tokens; any failure is ``None`` (the SDK answers 401)."""
+    """Any refused token is ``None`` (the SDK answers 401 with ``WWW-Authenticate``); nothing raises."""
 
-    def __init__(self, secret: str, *, issuer: str | None, audience: str | None) -> None:
-        self._secret = secret
-        self._issuer = issuer
-        self._audience = audience
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=CLOCK_SKEW_SECONDS,
-                options={"require": ["exp", "sub", "tenant"]},
-            )
-        except jwt.PyJWTError as exc:
+            claims = await self._verifier.claims(token)
+        except TokenRejected as exc:
             log.info("bearer token refused", reason=str(exc))
-            return None
-        roles = claims.get("roles") or []
-        if not isinstance(roles, list) or not all(role in ROLES for role in roles):
-            log.info("bearer token refused", reason="roles claim is not a list of known roles")
             return None
         return AccessToken(
             token=token,
             client_id=str(claims["sub"]),
-            scopes=[str(role) for role in roles],
+            scopes=[str(role) for role in claims.get("roles", [])],
             expires_at=int(claims["exp"]),
             subject=str(claims["sub"]),
             claims=claims,
         )
+
+
+def verifier_from(settings: Settings) -> JwtVerifier:
+    """The verifier for the configured HS256 secret and/or JWKS."""
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    return JwtVerifier(
+        Verifier(secret=secret, jwks=settings.jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    )
 
 
 def token_identity(settings: Settings) -> Callable[[], Caller]:
@@ -73,12 +58,11 @@ def token_identity(settings: Settings) -> Callable[[], Caller]:
                 return local
             raise Forbidden("no verified bearer token on this request")
         claims = token.claims or {}
-        channels = claims.get("channels") or list(CHANNELS)
         return Caller(
             tenant=str(claims["tenant"]),
             agent_id=str(claims["sub"]),
             roles=frozenset(token.scopes),
-            channels=frozenset(str(c) for c in channels if c in CHANNELS),
+            channels=frozenset(claims.get("channels") or CHANNELS),
             principal=f"jwt:{claims['sub']}",
         )
 

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from agent_memory.errors import AgentMemoryError, InvalidInput
 from agent_memory.runtime import Runtime
 from agent_memory.server.app import build_server
-from agent_memory.server.auth import JwtVerifier, token_identity
+from agent_memory.server.auth import token_identity, verifier_from
 from agent_memory.server.stdio import run_until_signal
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -53,17 +53,15 @@ def auth_options(settings: Settings) -> dict[str, Any]:
                 "'none' only on a loopback address; configure AGENT_MEMORY_JWT_SECRET to serve a network",
             )
         return {}
-    if settings.jwt_secret is None:
+    if settings.jwt_secret is None and settings.jwks is None:
         raise InvalidInput(
             "AGENT_MEMORY_JWT_SECRET",
-            "not set while AGENT_MEMORY_AUTH=required",
-            "an HS256 secret (or _FILE), or AGENT_MEMORY_AUTH=none on a loopback bind",
+            "neither it nor AGENT_MEMORY_JWKS is set while AGENT_MEMORY_AUTH=required",
+            "an HS256 secret (or _FILE), a JWKS path or URL, or AGENT_MEMORY_AUTH=none on a loopback bind",
         )
     base = f"http://{settings.http_host}:{settings.http_port}"
     return {
-        "token_verifier": JwtVerifier(
-            settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        ),
+        "token_verifier": verifier_from(settings),
         "auth": AuthSettings(
             issuer_url=settings.jwt_issuer or base,
             resource_server_url=f"{base}/mcp",
