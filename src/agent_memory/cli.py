@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP bind port (default 8765)")
     serve.add_argument("--auth", choices=["required", "none"], help="HTTP bearer auth (none: loopback only)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-min-version", choices=["1.2", "1.3"], help="oldest TLS version (default 1.2)")
 
     commands.add_parser(
         "migrate",
@@ -137,6 +140,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("host", "http_host"),
         ("port", "http_port"),
         ("auth", "auth"),
+        ("tls_cert", "tls_cert"),
+        ("tls_key", "tls_key"),
+        ("tls_min_version", "tls_min_version"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     auth: Literal["required", "none"] = Field(
         default="required", description="HTTP auth: `required`, or `none` (loopback only)."
     )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) for HTTPS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key of the certificate.")
+    tls_min_version: Literal["1.2", "1.3"] = Field(default="1.2", description="Oldest TLS version accepted.")
     redis_url: SecretStr | None = Field(default=None, description="Redis for shared rate limits.")
     pool_min: int = Field(default=1, ge=0, le=100, description="Minimum pooled connections.")
     pool_max: int = Field(default=20, ge=1, le=500, description="Maximum pooled connections.")

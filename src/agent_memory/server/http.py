@@ -7,7 +7,8 @@ loopback bind.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,9 +109,31 @@ def create_app(db: Database, settings: Settings) -> Starlette:
     )
 
 
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments: the certificate and key, and no protocol older than the configured minimum."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return {}
+    if settings.tls_cert is None or settings.tls_key is None:
+        missing = "AGENT_MEMORY_TLS_CERT" if settings.tls_cert is None else "AGENT_MEMORY_TLS_KEY"
+        raise InvalidInput(missing, "not set while the other half of the pair is", "both a certificate and its key")
+    minimum = ssl.TLSVersion.TLSv1_3 if settings.tls_min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+
+    def context(_: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        made = default()
+        made.minimum_version = minimum
+        return made
+
+    return {
+        "ssl_certfile": str(settings.tls_cert),
+        "ssl_keyfile": str(settings.tls_key),
+        "ssl_context_factory": context,
+    }
+
+
 async def serve_http(settings: Settings) -> None:
     """Serve streamable HTTP on the configured host and port until SIGTERM or SIGINT."""
     auth_options(settings)  # refuse an unsafe configuration before touching the database
+    tls_options(settings)
 
     async def run(db: Database) -> None:
         config = uvicorn.Config(
@@ -120,6 +143,7 @@ async def serve_http(settings: Settings) -> None:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **tls_options(settings),
         )
         # uvicorn takes SIGTERM/SIGINT while it serves: it stops accepting, lets calls in flight finish
         # (up to timeout_graceful_shutdown), then re-raises the signal for run_until_signal to finish up.
