@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from agent_memory.errors import AgentMemoryError, InvalidInput
+from agent_memory.ratelimit import rate_limiter
 from agent_memory.runtime import Runtime
 from agent_memory.server.app import build_server
 from agent_memory.server.auth import token_identity, verifier_from
@@ -73,7 +74,7 @@ def auth_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(db: Database, settings: Settings) -> Starlette:
     """A fresh ASGI app (the MCP session manager can run once per instance: one app per server)."""
-    runtime = Runtime(db=db, settings=settings, identify=token_identity(settings))
+    runtime = Runtime(db=db, settings=settings, identify=token_identity(settings), limiter=rate_limiter(settings))
     server = build_server(runtime, **auth_options(settings))
     hosts = settings.allowed_hosts or [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
     mcp_app = server.streamable_http_app(
@@ -100,8 +101,12 @@ def create_app(db: Database, settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with server.session_manager.run():
-            yield
+        try:
+            async with server.session_manager.run():
+                yield
+        finally:
+            if runtime.limiter is not None:
+                await runtime.limiter.close()
 
     return Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz), Mount("/", app=mcp_app)],

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
+from agent_memory.ratelimit import rate_limiter
 from agent_memory.runtime import Runtime, local_identity
 from agent_memory.server.app import build_server
 from agent_memory.settings import Settings
@@ -23,10 +24,14 @@ async def serve_stdio(settings: Settings) -> None:
     """Serve MCP over stdin/stdout until the client closes stdin or a signal arrives."""
 
     async def run(db: Database) -> None:
-        runtime = Runtime(db=db, settings=settings, identify=local_identity(settings))
+        limiter = rate_limiter(settings)
+        runtime = Runtime(db=db, settings=settings, identify=local_identity(settings), limiter=limiter)
         server = build_server(runtime, tenant_filter=settings.tenant)
         log.info("serving over stdio", tenant=settings.tenant)
-        await server.run_stdio_async()
+        try:
+            await server.run_stdio_async()
+        finally:
+            await limiter.close()
 
     await run_until_signal(settings, run)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from agent_memory import audit
 from agent_memory.access import require
 from agent_memory.caller import Caller
-from agent_memory.errors import AgentMemoryError, Unavailable
+from agent_memory.errors import AgentMemoryError, RateLimited, Unavailable
 from agent_memory.runtime import Runtime
 
 P = ParamSpec("P")
@@ -39,11 +39,14 @@ def guarded(runtime: Runtime, action: str) -> Callable[[Callable[P, Awaitable[R]
                 caller = runtime.identify()
                 with structlog.contextvars.bound_contextvars(request_id=request_id, tenant=caller.tenant):
                     require(caller, action)
+                    if runtime.limiter is not None:
+                        await runtime.limiter.check(caller)
                     outcome = await fn(*args, **kwargs)
             except AgentMemoryError as exc:
                 if caller is not None:
                     await _audit(runtime, caller, action, started, request_id, None, exc.code)
-                raise ToolError(f"{exc.code}: {exc.message}") from exc
+                retry = f" (retry_after={exc.retry_after:.3f})" if isinstance(exc, RateLimited) else ""
+                raise ToolError(f"{exc.code}: {exc.message}{retry}") from exc
             except TimeoutError as exc:
                 if caller is not None:
                     await _audit(runtime, caller, action, started, request_id, None, Unavailable.code)
