@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
 from agent_memory.ingest import Limits
+from agent_memory.metrics import Metrics
 from agent_memory.ratelimit import RateLimiter
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -22,6 +23,7 @@ class Runtime:
     identify: Callable[[], Caller]
     hot: HotCache = field(default_factory=HotCache)
     limiter: RateLimiter | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def limits(self) -> Limits:

@@ -181,3 +181,21 @@ async def test_roles_from_the_token_are_enforced_per_tool(db: Database, settings
         decision_id = decision.structured_content["events"][0]["decision_id"]
         refused = await writer.call_tool("supersede_decision", {"decision_id": decision_id, "text": "Use spaces."})
         assert "needs the curator role" in refused.content[0].text  # type: ignore[union-attr]
+
+
+async def test_metrics_in_prometheus_text_format(db: Database, settings: Settings) -> None:
+    """/metrics counts calls per action and status and exposes latency, bundle sizes and pool connections."""
+    open_settings = settings.model_copy(update={"auth": "none"})
+    async with (
+        http_client(db, open_settings, None) as http,
+        Client(streamable_http_client("http://127.0.0.1:8765/mcp", http_client=http)) as client,
+    ):
+        await client.call_tool("remember", {"text": "counted"})
+        await client.call_tool("recall", {"query": "counted"})
+        await client.call_tool("remember", {"text": "x", "refs": ["evt_01M8G6QWH5DRT8XFQ9KRMF7238"]})
+        text = (await http.get("/metrics")).text
+    assert 'agent_memory_requests_total{action="remember",status="ok"} 1.0' in text
+    assert 'agent_memory_requests_total{action="remember",status="not_found"} 1.0' in text
+    assert 'agent_memory_request_seconds_count{action="recall"} 1.0' in text
+    assert 'agent_memory_bundle_tokens_count{section="evidence"} 1.0' in text
+    assert 'agent_memory_db_connections{state="in_use"}' in text

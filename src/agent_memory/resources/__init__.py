@@ -121,6 +121,8 @@ async def _audit(
     runtime: Runtime, caller: Caller, resource: str, started: float, request_id: str, *, success: bool
 ) -> None:
     elapsed = (time.perf_counter() - started) * 1000
+    runtime.metrics.requests.labels(action="read_resource", status="ok" if success else "not_found").inc()
+    runtime.metrics.latency.labels(action="read_resource").observe(elapsed / 1000)
     await audit.record(
         runtime.db,
         caller,

@@ -18,7 +18,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from agent_memory.errors import AgentMemoryError, InvalidInput
@@ -87,6 +87,12 @@ def create_app(db: Database, settings: Settings) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def metrics(_: Request) -> Response:
+        size, idle = db.pool.get_size(), db.pool.get_idle_size()
+        runtime.metrics.pool_connections.labels(state="in_use").set(size - idle)
+        runtime.metrics.pool_connections.labels(state="idle").set(idle)
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     async def readyz(_: Request) -> JSONResponse:
         try:
             await db.ping()
@@ -109,7 +115,12 @@ def create_app(db: Database, settings: Settings) -> Starlette:
                 await runtime.limiter.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Mount("/", app=mcp_app)],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Mount("/", app=mcp_app),
+        ],
         lifespan=lifespan,
     )
 

@@ -61,4 +61,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         bundle = await build(
             runtime.db, runtime.hot, runtime.caller(agent_id), request, chunk_tokens=runtime.settings.chunk_tokens
         )
+        for section in bundle.sections:
+            runtime.metrics.bundle_tokens.labels(section=section.name).observe(section.token_est)
+        runtime.metrics.candidate_pool.observe(bundle.provenance.candidate_pool)
         return result(bundle, render_markdown(bundle))
