@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     pool_max: int = Field(default=20, ge=1, le=500, description="Maximum pooled connections.")
     log_format: Literal["json", "console"] = Field(default="json", description="Log format on stderr.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest HTTP request body accepted."
+    )
     batch_max: int = Field(default=500, ge=1, le=5000, description="Most events one `remember` call takes.")
     text_max_chars: int = Field(default=1_000_000, ge=1000, description="Longest event text accepted (characters).")
     artifact_threshold_chars: int = Field(

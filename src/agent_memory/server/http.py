@@ -80,6 +80,7 @@ def create_app(db: Database, settings: Settings) -> Starlette:
     mcp_app = server.streamable_http_app(
         stateless_http=True,
         json_response=True,
+        max_request_body_size=settings.max_request_bytes,
         host=settings.http_host,
         transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=[]),
     )
