@@ -6,21 +6,7 @@ from typing import Any
 
 from mcp import Client
 
-from agent_memory.store.database import Database
-
-TABLES = (
-    "tenants",
-    "events",
-    "chunks",
-    "artifacts",
-    "decisions",
-    "tasks",
-    "handoffs",
-    "views",
-    "audit_log",
-    "api_keys",
-)
-
+from agent_memory.store.database import TABLES, Database
 
 BOOKKEEPING = ("tenants", "audit_log")  # a failed call is still audited (and its tenant registered)
 
