@@ -199,3 +199,20 @@ async def test_metrics_in_prometheus_text_format(db: Database, settings: Setting
     assert 'agent_memory_request_seconds_count{action="recall"} 1.0' in text
     assert 'agent_memory_bundle_tokens_count{section="evidence"} 1.0' in text
     assert 'agent_memory_db_connections{state="in_use"}' in text
+
+
+@pytest.mark.parametrize(("origin", "status"), [("http://127.0.0.1:8765", 200), ("https://evil.example", 403)])
+async def test_browser_origins_are_checked(db: Database, settings: Settings, origin: str, status: int) -> None:
+    """A request from the server's own origin is served; one from a foreign page is refused (DNS rebinding)."""
+    open_settings = settings.model_copy(update={"auth": "none"})
+    async with http_client(db, open_settings, None) as client:
+        response = await client.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Origin": origin,
+                "MCP-Protocol-Version": "2025-11-25",
+            },
+        )
+    assert response.status_code == status

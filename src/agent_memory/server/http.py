@@ -82,7 +82,11 @@ def create_app(db: Database, settings: Settings) -> Starlette:
         json_response=True,
         max_request_body_size=settings.max_request_bytes,
         host=settings.http_host,
-        transport_security=TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=[]),
+        # browsers send the page's Origin: accept only the allowed hosts' own origins (DNS-rebinding guard)
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=hosts,
+            allowed_origins=[f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")],
+        ),
     )
 
     async def healthz(_: Request) -> JSONResponse:
