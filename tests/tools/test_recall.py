@@ -375,3 +375,34 @@ async def test_dropped_chunks_are_rebuilt_on_the_cold_path(client: Client, db: D
     assert after["sections"] == before["sections"]
     async with db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT derived_stale FROM tenants WHERE id = 'local'") is False
+
+
+async def test_unrelated_recent_chatter_is_not_evidence(client: Client) -> None:
+    """With a query, recent chunks that share no word with it are candidates but never evidence."""
+    await call(client, "remember", events=[{"text": f"Lunch order {i}: noodles and tea."} for i in range(30)])
+    wanted = await remember(client, "The refund window for enterprise customers is 60 days.")
+    bundle = await call(client, "recall", query="refund window", session_id="elsewhere")
+    evidence = section(bundle, "evidence")
+    assert [item["refs"][0] for item in evidence] == [wanted["id"]]
+    assert bundle["provenance"]["candidate_pool"] > 1
+
+
+async def test_a_newer_event_in_the_recent_window_still_beats_a_stale_summary(client: Client) -> None:
+    """When the contradicting event is in this session's recent window, the summary is still left out and
+    the conflict flagged."""
+    old = datetime.now(UTC) - timedelta(days=3)
+    source = await remember(client, "We set the ACB budget to 32K tokens.", at=old.isoformat(), session_id="a")
+    summary = await remember(
+        client,
+        "Summary: the ACB budget is 32K tokens.",
+        kind="summary",
+        refs=[source["id"]],
+        at=(old + timedelta(hours=1)).isoformat(),
+        session_id="a",
+    )
+    newer = await remember(client, "Update: the ACB budget is now 65K tokens.", session_id="b")
+    bundle = await call(client, "recall", query="what is the ACB budget?", session_id="b")
+    assert any(newer["id"] in item["refs"] for item in section(bundle, "recent"))
+    assert summary["id"] in omitted(bundle, "conflict")
+    assert not any("Summary" in item["text"] for s in bundle["sections"] for item in s["items"])
+    assert bundle["conflicts"][0]["item"] == summary["id"]

@@ -63,6 +63,7 @@ class Assembly:
     loaded_events: set[str] = field(default_factory=set)
     loaded_texts: set[str] = field(default_factory=set)
     loaded_decisions: set[str] = field(default_factory=set)
+    contradicted: set[str] = field(default_factory=set)  # summaries newer events contradict: never loaded
     considered: int = 0
 
     def omit(self, section: str, reason: OmissionReason, ident: str) -> None:

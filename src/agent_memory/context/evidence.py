@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from agent_memory.context import conflicts, scoring
+from agent_memory.context import scoring
 from agent_memory.context.assembly import Assembly
-from agent_memory.context.bundle import ConflictNote, Item
+from agent_memory.context.bundle import Item
 from agent_memory.store.rows import Candidate, HandoffRow
 
 MAX_EVIDENCE_ITEMS: Final = 200
@@ -21,44 +21,23 @@ def add_evidence(
     candidates: list[Candidate],
     packets: list[HandoffRow],
     query_tags: set[str],
+    boosted: set[str],
     reference: datetime | None,
     horizon: datetime,
-) -> list[ConflictNote]:
-    """Filter, check for contradicted summaries, score and pack the candidate pool."""
-    request = assembly.request
-    kept: list[Candidate] = []
+) -> None:
+    """Filter, score and pack the candidate pool. With a query, a candidate that matches none of its words
+    (by text or tag) is not evidence, however recent; pinned, handed-over and contradiction-winning events
+    come first."""
+    kept = _filter(assembly, candidates, packets, horizon)
     handed_over = {ref for p in packets for ref in p.refs}
-    for c in sorted(candidates, key=lambda c: (c.event_id, c.seq)):
-        # What a packet references was handed over on purpose: it loads wherever the packet does.
-        sensitivity = "none" if c.event_id in handed_over and c.sensitivity != "secret" else c.sensitivity
-        if not assembly.loadable("evidence", c.event_id, sensitivity, c.kind, c.event_refs):
-            continue
-        superseded = c.superseded_at is not None and c.superseded_at <= horizon
-        if superseded and not request.include_history:
-            assembly.omit("evidence", "superseded", c.decision_id or c.event_id)
-            continue
-        if (
-            c.event_id in assembly.loaded_events
-            or c.text_hash in assembly.loaded_texts
-            or (c.decision_id and c.decision_id in assembly.loaded_decisions)
-        ):
-            assembly.omit("evidence", "duplicate", c.event_id)
-            continue
-        kept.append(c)
-    statements = [conflicts.Statement(c.event_id, c.kind, c.ts, c.text) for c in kept]
-    found = conflicts.find(statements)
-    contradicted = {f.older.id for f in found}
-    boosted = {n.id for f in found for n in f.newer}
-    for ident in sorted(contradicted):
-        assembly.omit("evidence", "conflict", ident)
     top = max((c.rank for c in kept), default=0.0) or 1.0
     ranked = []
     for c in kept:
-        if c.event_id in contradicted:
-            continue
         relevance = max(c.rank / top, TAG_RELEVANCE if query_tags.intersection(c.tags) else 0.0)
-        value = scoring.score(relevance, scoring.recency(c.ts, reference), c.importance)
         forced = c.pinned or c.event_id in boosted or c.event_id in handed_over
+        if query_tags and relevance == 0 and not forced:
+            continue
+        value = scoring.score(relevance, scoring.recency(c.ts, reference), c.importance)
         # chunk ids change when chunks are rebuilt; (event, seq) does not, so bundles survive a reindex
         position = f"{c.event_id}:{c.seq:06d}"
         ranked.append((not forced, scoring.order_key(value, c.importance, c.ts, c.token_est, position), c, value))
@@ -79,7 +58,34 @@ def add_evidence(
         if assembly.offer("evidence", item, c.event_id):
             seen_text.add((c.text_hash, c.seq))
             taken += 1
-    return [
-        ConflictNote(item=f.older.id, newer=[n.id for n in f.newer], says=f.says, newer_says=f.newer_says)
-        for f in found
-    ]
+
+
+def _filter(
+    assembly: Assembly, candidates: list[Candidate], packets: list[HandoffRow], horizon: datetime
+) -> list[Candidate]:
+    """The candidates that may load: channel policy, no superseded decision (unless history), no summary
+    without refs or contradicted, nothing already loaded in another section."""
+    request = assembly.request
+    handed_over = {ref for p in packets for ref in p.refs}
+    kept: list[Candidate] = []
+    for c in sorted(candidates, key=lambda c: (c.event_id, c.seq)):
+        # What a packet references was handed over on purpose: it loads wherever the packet does.
+        sensitivity = "none" if c.event_id in handed_over and c.sensitivity != "secret" else c.sensitivity
+        if not assembly.loadable("evidence", c.event_id, sensitivity, c.kind, c.event_refs):
+            continue
+        superseded = c.superseded_at is not None and c.superseded_at <= horizon
+        if superseded and not request.include_history:
+            assembly.omit("evidence", "superseded", c.decision_id or c.event_id)
+            continue
+        if c.event_id in assembly.contradicted:
+            assembly.omit("evidence", "conflict", c.event_id)
+            continue
+        if (
+            c.event_id in assembly.loaded_events
+            or c.text_hash in assembly.loaded_texts
+            or (c.decision_id and c.decision_id in assembly.loaded_decisions)
+        ):
+            assembly.omit("evidence", "duplicate", c.event_id)
+            continue
+        kept.append(c)
+    return kept

@@ -26,6 +26,7 @@ from typing import Final
 
 from agent_memory import tasks
 from agent_memory.caller import Caller
+from agent_memory.context import conflicts
 from agent_memory.context.assembly import END_OF_TIME, Assembly, Filler, RecallRequest
 from agent_memory.context.bundle import (
     Bundle,
@@ -43,12 +44,13 @@ from agent_memory.context.policy import (
     POLICY_VERSION,
     SECTIONS,
     caps_for,
+    may_load,
 )
 from agent_memory.context.sections import add_decisions, add_recent, add_standing
 from agent_memory.errors import Forbidden, InvalidInput
 from agent_memory.ingest import derive_chunks
 from agent_memory.store.database import Database, Tx
-from agent_memory.store.rows import HandoffRow, TaskRow
+from agent_memory.store.rows import Candidate, HandoffRow, TaskRow
 from agent_memory.vocabulary import CHANNELS
 
 POOL_LEXICAL: Final = 1_500
@@ -151,19 +153,44 @@ async def _retrieve(
     reference: datetime | None,
     horizon: datetime,
 ) -> Retrieval:
-    """Decisions relevant to the query (and the packets), the recent window, then evidence."""
+    """Search, find contradicted summaries among everything that may load, then fill decisions, the
+    recent window and evidence — so that a summary loses to a newer event wherever either would appear."""
     query = _query_text(assembly.request, packets)
     terms, tsquery = await tx.query_terms(query)
     tags = sorted(set(terms) | set(_WORDS.findall(query.lower())))[:MAX_TAGS]
     matched = await tx.decisions_matching(horizon, tsquery, MATCHING_DECISIONS) if tsquery else []
-    named = [ident for packet in packets for ident in packet.decision_ids]
-    await add_decisions(assembly, tx, tenant, matched, named, reference, horizon)
-    add_recent(assembly, session, packets)
     candidates = await tx.evidence_candidates(
         horizon, tsquery, tags, lexical=POOL_LEXICAL, recent=POOL_RECENT, pinned=POOL_PINNED, tagged=POOL_TAGGED
     )
-    found = add_evidence(assembly, candidates, packets, set(tags), reference, horizon)
-    return Retrieval(terms=terms, pool=len(candidates), conflicts=found)
+    found = conflicts.find(_statements(assembly, session, candidates, horizon))
+    assembly.contradicted.update(f.older.id for f in found)
+    named = [ident for packet in packets for ident in packet.decision_ids]
+    await add_decisions(assembly, tx, tenant, matched, named, reference, horizon)
+    add_recent(assembly, session, packets)
+    boosted = {n.id for f in found for n in f.newer}
+    add_evidence(assembly, candidates, packets, set(tags), boosted, reference, horizon)
+    notes = [
+        ConflictNote(item=f.older.id, newer=[n.id for n in f.newer], says=f.says, newer_says=f.newer_says)
+        for f in found
+    ]
+    return Retrieval(terms=terms, pool=len(candidates), conflicts=notes)
+
+
+def _statements(
+    assembly: Assembly, session: SessionHot, candidates: list[Candidate], horizon: datetime
+) -> list[conflicts.Statement]:
+    """What may be shown in this bundle, as statements for the drift guard: the session's recent events and
+    the evidence candidates the channel may load (superseded decisions and unreferenced summaries aside)."""
+    channel = assembly.request.channel
+    found: dict[str, conflicts.Statement] = {}
+    for event in session.recent:
+        if may_load(channel, event.sensitivity) and (event.kind != "summary" or event.refs):
+            found[event.id] = conflicts.Statement(event.id, event.kind, event.ts, event.text)
+    for c in candidates:
+        superseded = c.superseded_at is not None and c.superseded_at <= horizon
+        if may_load(channel, c.sensitivity) and not superseded and (c.kind != "summary" or c.event_refs):
+            found.setdefault(c.event_id, conflicts.Statement(c.event_id, c.kind, c.ts, c.text))
+    return sorted(found.values(), key=lambda s: (s.ts, s.id))
 
 
 async def _deliver(tx: Tx, packets: list[HandoffRow], request: RecallRequest) -> bool:

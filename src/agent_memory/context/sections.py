@@ -143,6 +143,9 @@ def add_recent(assembly: Assembly, session: SessionHot, packets: list[HandoffRow
             continue  # a handoff replaces the sender's transcript
         if not assembly.loadable("recent", event.id, event.sensitivity, event.kind, event.refs):
             continue
+        if event.id in assembly.contradicted:
+            assembly.omit("recent", "conflict", event.id)
+            continue
         if event.text_hash in assembly.loaded_texts or event.id in assembly.loaded_events:
             assembly.omit("recent", "duplicate", event.id)
             continue
