@@ -2,6 +2,15 @@
 
 ``Database.transaction(tenant)`` yields a ``Tx`` whose every method is scoped to that tenant; callers never
 see asyncpg. asyncpg failures are translated into the error taxonomy of ``agent_memory.errors``.
+
+Tenants are kept apart twice. Every query filters on its tenant, and row-level security (forced, on every
+tenant table: see the end of ``sql/schema.sql``) admits only the rows of the tenant set for the transaction.
+The pool's connections log in as the configured user, which migrates and owns the schema (and is a superuser
+on the embedded server); both would bypass row-level security, so every tenant transaction first switches to
+the role ``agent_memory_app`` and sets its tenant, each with ``SET LOCAL``: both end with the transaction.
+The few maintenance methods that must see every tenant (``tenants``, ``tables_containing``, ``copy_rows``)
+run outside a tenant transaction as the login user, and refuse when it does not bypass row-level security
+rather than see nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import asyncpg
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from agent_memory.errors import AgentMemoryError, Conflict, InvalidInput, Unavailable
+from agent_memory.errors import AgentMemoryError, Conflict, Forbidden, InvalidInput, Unavailable
 from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
@@ -34,6 +43,7 @@ from agent_memory.store.rows import (
 
 log = structlog.get_logger(__name__)
 
+APP_ROLE = "agent_memory_app"  # created by the migrations; see the module docstring
 VIEWS_CHANNEL = "agent_memory_views"
 CHANGES_CHANNEL = "agent_memory_changes"
 
@@ -98,8 +108,23 @@ class Database:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        """The underlying pool, for the store's own helpers (listeners, health checks)."""
+        """The underlying pool. Its connections act as the login user, with no tenant: for migrations, health
+        checks and tests that inspect the whole store, never for a tenant's queries (use ``transaction``)."""
         return self._pool
+
+    @asynccontextmanager
+    async def _every_tenant(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for maintenance across tenants, as the login user. Row-level security is forced,
+        so only a login that bypasses it (a superuser, or BYPASSRLS) sees the rows: refuse any other."""
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval(QUERIES["sees_every_tenant"]):
+                user = await conn.fetchval("SELECT current_user")
+                msg = (
+                    f"maintenance across tenants needs a database login that bypasses row-level security "
+                    f"(a superuser, or a role with BYPASSRLS); {user!r} is neither"
+                )
+                raise Forbidden(msg)
+            yield conn
 
     async def schema_status(self) -> tuple[list[int], int]:
         """(applied versions, the version this package expects)."""
@@ -109,7 +134,7 @@ class Database:
     async def tables_containing(self, needle: str) -> list[str]:
         """The tables (of every tenant) where any column of any row contains ``needle``."""
         found = []
-        async with self._pool.acquire() as conn:
+        async with self._every_tenant() as conn:
             for table in TABLES:
                 hit = await conn.fetchval(
                     f"SELECT EXISTS (SELECT 1 FROM {table} t WHERE strpos(t::text, $1) > 0)", needle
@@ -119,15 +144,18 @@ class Database:
         return found
 
     async def notify_everything_changed(self) -> None:
-        """Every server process drops its whole hot set."""
+        """Every server process drops its whole hot set (a NOTIFY: no tenant, no table)."""
         async with self._pool.acquire() as conn:
             await conn.execute(QUERIES["notify_everything_changed"])
 
     async def copy_rows(self, tenant: str, events: Sequence[EventRow], chunks: Sequence[ChunkRow]) -> None:
-        """Bulk-load already prepared events and their chunks with COPY (seeding history, imports)."""
+        """Bulk-load already prepared events and their chunks with COPY (seeding history, imports).
+
+        PostgreSQL refuses COPY into a table whose row-level security applies, so this runs as the login user
+        and needs one that bypasses it, like the rest of the maintenance."""
         event_columns = [name for name in EventRow.model_fields if name != "recorded_at"]
         chunk_columns = list(ChunkRow.model_fields)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._every_tenant() as conn, conn.transaction():
             await conn.execute(QUERIES["ensure_tenant"], tenant)
             await conn.copy_records_to_table(
                 "events",
@@ -142,7 +170,7 @@ class Database:
 
     async def tenants(self) -> list[str]:
         """Every tenant id (maintenance commands walk them)."""
-        async with self._pool.acquire() as conn:
+        async with self._every_tenant() as conn:
             return [row["id"] for row in await conn.fetch("SELECT id FROM tenants ORDER BY id")]
 
     async def ping(self) -> None:
@@ -170,6 +198,7 @@ class Database:
 
         conn = await asyncpg.connect(self.dsn)
         try:
+            await conn.execute(f"SET ROLE {APP_ROLE}")  # listening needs no privilege: hold none
             for channel in channels:
                 await conn.add_listener(channel, on_notify)
             async with send, receive:
@@ -180,12 +209,19 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[Tx]:
-        """One transaction scoped to ``tenant``: everything in it is written, or nothing is."""
+        """One transaction scoped to ``tenant``, as ``agent_memory_app`` under row-level security for ``tenant``:
+        everything in it is written, or nothing is."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(QUERIES["enter_tenant"], tenant)
                 yield Tx(conn, tenant)
         except AgentMemoryError:
             raise
+        except asyncpg.InsufficientPrivilegeError as exc:
+            # a row of another tenant refused by row-level security (a query that lost its tenant filter),
+            # or a privilege agent_memory_app lacks (a GRANT missing from the migrations): a bug either way
+            log.error("the database refused a query of a tenant transaction", tenant=tenant, error=str(exc))
+            raise Forbidden(f"refused by the database: {exc}") from exc
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"conflicting write: {exc.detail or exc}") from exc
         except asyncpg.CheckViolationError as exc:
@@ -196,7 +232,8 @@ class Database:
 
 
 class Tx:
-    """A transaction bound to one tenant. Every query it runs is filtered by that tenant."""
+    """A transaction bound to one tenant. Every query it runs is filtered by that tenant (and row-level security
+    would hide any other tenant's rows if it were not)."""
 
     def __init__(self, conn: asyncpg.Connection, tenant: str) -> None:
         self._conn = conn

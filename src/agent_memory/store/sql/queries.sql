@@ -1,5 +1,10 @@
 -- Named queries, loaded once by store/queries.py and called by name. $1 is always the tenant id.
 
+-- name: enter_tenant
+-- The first statement of every tenant transaction: until it ends, run as agent_memory_app (row-level security
+-- holds it, as it would not hold a superuser or the owner) with tenant $1, the only tenant whose rows it sees.
+SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.tenant', $1, true);
+
 -- name: ensure_tenant
 INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
 
@@ -248,3 +253,8 @@ SELECT pg_notify('agent_memory_changes', '*/*');
 
 -- name: delete_all_chunks
 DELETE FROM chunks WHERE tenant_id = $1;
+
+-- name: sees_every_tenant
+-- Whether this login sees every tenant's rows outside a tenant transaction: row-level security is forced, so
+-- only a superuser or a BYPASSRLS role does. No tenant: no $1.
+SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user;

@@ -1,5 +1,5 @@
 -- 0001: the schema of the whole product. Never edit this file once landed: add 0002_... instead.
--- Every tenant table leads with tenant_id and every query filters on it.
+-- Every tenant table leads with tenant_id, every query filters on it, and row-level security (at the end) too.
 
 CREATE TABLE tenants (
     id             text PRIMARY KEY,
@@ -247,3 +247,88 @@ CREATE TABLE api_keys (
     last_used_at  timestamptz,
     PRIMARY KEY (tenant_id, id)
 );
+
+-- Row-level security: the second wall between tenants. The server runs its tenant transactions as
+-- agent_memory_app (no superuser, no owner: both would bypass row-level security) with the tenant set in
+-- agent_memory.tenant for that transaction, so a query that forgets its tenant filter still sees, changes
+-- and adds only that tenant's rows; with no tenant set it sees none. Forced, so the owner is held too unless
+-- it is a superuser or BYPASSRLS (maintenance across tenants relies on that). schema_migrations stays
+-- owner-only.
+
+-- A role belongs to the whole server, shared by all its databases: the first migration to need it creates
+-- it, the others (perhaps at the same moment) find it. The migrating user must be able to SET ROLE to it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'agent_memory_app') THEN
+        BEGIN
+            CREATE ROLE agent_memory_app NOLOGIN NOSUPERUSER NOBYPASSRLS;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- another database's migration created it just now
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'the role agent_memory_app does not exist and % may not create it', current_user
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Give the migrating user CREATEROLE, or have a superuser run '
+                                 'CREATE ROLE agent_memory_app NOLOGIN; GRANT agent_memory_app TO <that user>.';
+        END;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'agent_memory_app' AND (rolsuper OR rolbypassrls)) THEN
+        RAISE EXCEPTION 'the role agent_memory_app bypasses row-level security'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'ALTER ROLE agent_memory_app NOSUPERUSER NOBYPASSRLS;';
+    END IF;
+    -- PostgreSQL 16 split the right to SET ROLE off membership; before it, any member may.
+    IF NOT pg_has_role('agent_memory_app',
+                       CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END)
+    THEN
+        BEGIN
+            GRANT agent_memory_app TO CURRENT_USER;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION '% may not SET ROLE agent_memory_app, and may not grant it to itself', current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Have a superuser run GRANT agent_memory_app TO <the migrating user>.';
+        END;
+    END IF;
+END
+$$;
+
+-- What the server may do. No UPDATE of events (append-only), no DELETE of tenants or of the audit log.
+GRANT SELECT, INSERT, UPDATE ON tenants TO agent_memory_app;
+GRANT SELECT, INSERT, DELETE ON events, chunks, artifacts TO agent_memory_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, tasks, handoffs, views, api_keys TO agent_memory_app;
+GRANT SELECT, INSERT ON audit_log TO agent_memory_app;
+
+-- The tenant of the current transaction; NULL when none is set (a setting once set reads '' afterwards).
+CREATE FUNCTION current_tenant() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT nullif(current_setting('agent_memory.tenant', true), '')
+$$;
+
+ALTER TABLE tenants ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tenants USING (id = current_tenant()) WITH CHECK (id = current_tenant());
+ALTER TABLE events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON events
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE chunks ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON chunks
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE artifacts ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON artifacts
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE decisions ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON decisions
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE tasks ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tasks
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE handoffs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON handoffs
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE views ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON views
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit_log
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+ALTER TABLE api_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON api_keys
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
