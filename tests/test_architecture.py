@@ -36,7 +36,7 @@ def _layer(path: Path) -> str | None:
     relative = path.relative_to(PACKAGE)
     if len(relative.parts) > 1:
         top = relative.parts[0]
-        if top == "server":
+        if top in {"server", "replay"}:  # wiring, and the harness (an MCP client)
             return None
         return top if top in FORBIDDEN else "domain"
     return None if relative.name in DOMAIN_EXEMPT else "domain"
