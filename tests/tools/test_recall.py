@@ -406,3 +406,13 @@ async def test_a_newer_event_in_the_recent_window_still_beats_a_stale_summary(cl
     assert summary["id"] in omitted(bundle, "conflict")
     assert not any("Summary" in item["text"] for s in bundle["sections"] for item in s["items"])
     assert bundle["conflicts"][0]["item"] == summary["id"]
+
+
+async def test_a_superseded_decision_stays_out_of_the_recent_window(client: Client) -> None:
+    """Asking in the very thread where D1 was made still loads D2 only; D1's event is omitted as superseded."""
+    d1 = await remember(client, "Dunning: retry failed cards 3 times over 5 days.", kind="decision", session_id="s")
+    await call(client, "supersede_decision", decision_id=d1["decision_id"], text="Dunning: retry 4 times over 9 days.")
+    bundle = await call(client, "recall", query="what is the dunning policy now?", session_id="s")
+    assert "3 times" not in all_text(bundle)
+    assert d1["id"] in omitted(bundle, "superseded")
+    assert any("4 times" in item["text"] for item in section(bundle, "decisions"))

@@ -37,10 +37,12 @@ class TenantHot:
 
 @dataclass(frozen=True)
 class SessionHot:
-    """The newest events of one session (newest first) and the handoff packets delivered into it."""
+    """The newest events of one session (newest first), the handoff packets delivered into it, and which of
+    its decision events no longer hold."""
 
     recent: list[EventRow]
     delivered: list[HandoffRow]
+    superseded: frozenset[str] = frozenset()  # recent decision events whose decision was superseded
 
 
 class HotCache:

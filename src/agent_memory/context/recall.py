@@ -228,9 +228,12 @@ async def _state(
             hot.put_tenant(tenant, tenant_state)
     if session_state is None:
         cold = True
+        recent = await tx.recent_events(request.session_id, horizon, RECENT_EVENTS)
+        decided = [event.id for event in recent if event.kind == "decision"]
         session_state = SessionHot(
-            recent=await tx.recent_events(request.session_id, horizon, RECENT_EVENTS),
+            recent=recent,
             delivered=await tx.delivered_handoffs(request.session_id, DELIVERED_HANDOFFS) if use_cache else [],
+            superseded=frozenset(await tx.superseded_decision_events(decided, horizon)),
         )
         if use_cache:
             hot.put_session(tenant, request.session_id, session_state)

@@ -146,6 +146,9 @@ def add_recent(assembly: Assembly, session: SessionHot, packets: list[HandoffRow
         if event.id in assembly.contradicted:
             assembly.omit("recent", "conflict", event.id)
             continue
+        if event.id in session.superseded and not assembly.request.include_history:
+            assembly.omit("recent", "superseded", event.id)
+            continue
         if event.text_hash in assembly.loaded_texts or event.id in assembly.loaded_events:
             assembly.omit("recent", "duplicate", event.id)
             continue

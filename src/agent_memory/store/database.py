@@ -470,6 +470,11 @@ class Tx:
         rows = await self._fetch("decisions_matching", horizon, tsquery, limit)
         return [(to_row(DecisionRow, r), float(r["rank"])) for r in rows]
 
+    async def superseded_decision_events(self, event_ids: Sequence[str], horizon: datetime) -> set[str]:
+        if not event_ids:
+            return set()
+        return {r["event_id"] for r in await self._fetch("superseded_decision_events", list(event_ids), horizon)}
+
     async def decisions_by_ids(self, ids: Sequence[str]) -> list[DecisionRow]:
         return [to_row(DecisionRow, r) for r in await self._fetch("decisions_by_ids", list(ids))]
 

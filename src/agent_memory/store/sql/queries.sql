@@ -258,3 +258,8 @@ DELETE FROM chunks WHERE tenant_id = $1;
 -- Whether this login sees every tenant's rows outside a tenant transaction: row-level security is forced, so
 -- only a superuser or a BYPASSRLS role does. No tenant: no $1.
 SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user;
+
+-- name: superseded_decision_events
+-- Which of the events $2 recorded decisions that were superseded by $3.
+SELECT event_id FROM decisions
+WHERE tenant_id = $1 AND event_id = ANY($2::text[]) AND superseded_at IS NOT NULL AND superseded_at <= $3;
