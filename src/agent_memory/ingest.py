@@ -63,6 +63,21 @@ def classify(text: str, kind: str, channel: Channel, redacted: bool) -> Sensitiv
     return "low"
 
 
+def artifact_pointer(artifact_id: str, chars: int) -> str:
+    """The line that tells a reader where the whole of a truncated output is."""
+    return f"[full output: memory://artifacts/{artifact_id}, {chars} characters]"
+
+
+def _pieces(event: EventRow, target_tokens: int) -> list[str]:
+    """The chunk texts of ``event``; every piece of a truncated output ends with the pointer to the whole."""
+    if event.artifact_id is None:
+        return chunk_text(event.text, target_tokens)
+    pointer = artifact_pointer(event.artifact_id, event.original_chars)
+    body = event.text.removesuffix(pointer).rstrip()
+    budget = max(50, target_tokens - estimate_tokens(pointer))
+    return [f"{piece}\n{pointer}" for piece in chunk_text(body, budget)]
+
+
 def derive_chunks(event: EventRow, target_tokens: int) -> list[ChunkRow]:
     """The retrieval chunks of ``event`` (none for a duplicate: the original's chunks serve it)."""
     if event.duplicate_of is not None:
@@ -83,7 +98,7 @@ def derive_chunks(event: EventRow, target_tokens: int) -> list[ChunkRow]:
             tags=event.tags,
             ts=event.ts,
         )
-        for seq, piece in enumerate(chunk_text(event.text, target_tokens))
+        for seq, piece in enumerate(_pieces(event, target_tokens))
     ]
 
 
@@ -192,7 +207,7 @@ async def _store_one(
             chars=len(text),
             sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         )
-        text = f"{excerpt(text)}\n[full output: memory://artifacts/{artifact.id}, {original_chars} characters]"
+        text = f"{excerpt(text)}\n{artifact_pointer(artifact.id, original_chars)}"
 
     digest = text_hash(text)
     await tx.lock_text_hash(digest)

@@ -210,6 +210,12 @@ async def test_oversized_tool_output_becomes_an_artifact_with_an_excerpt(client:
     assert len(event.text) < len(output) / 2
     assert "lines omitted" in event.text
     assert f"memory://artifacts/{receipt['artifact_id']}" in event.text
+    async with db.pool.acquire() as conn:
+        chunks = [r["text"] for r in await conn.fetch("SELECT text FROM chunks WHERE event_id = $1", receipt["id"])]
+    assert chunks
+    assert all(
+        text.endswith(f"memory://artifacts/{receipt['artifact_id']}, {len(output)} characters]") for text in chunks
+    )
     resource = await client.read_resource(f"memory://artifacts/{receipt['artifact_id']}")
     assert resource.contents[0].text == output  # type: ignore[union-attr]
 
