@@ -179,7 +179,11 @@ class Child:
         """Close the child's stdin (it releases and exits) and return its exit status."""
         assert self.proc.stdin is not None
         self.proc.stdin.close()
-        return self.proc.wait(timeout)
+        status = self.proc.wait(timeout)
+        if status != 0:
+            self.stderr.flush()
+            print(f"child {self.pid} exited {status}; its stderr:\n{Path(self.stderr.name).read_text()}")
+        return status
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -33,6 +33,7 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+=@~:-]+")  # needs no quoting in unix_s
 _SERVER_SETTINGS = ("max_connections=200", "shared_buffers=128MB")
 _START_RETRY_FOR = 15.0
 _READY_TIMEOUT = 30.0
+_EXIT_GRACE = 10.0  # how long a stopped postmaster may take to exit after pg_ctl returns
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _LOG_TAIL_LINES = 25
 # Start failures that go away once the remains of a killed postmaster (zombie, orphaned backends) are gone:
@@ -266,6 +267,10 @@ class _Cluster:
         if result.returncode != 0 and postmaster.running():
             _log.warning("embedded_postgres.fast_stop_failed", pid=postmaster.pid, error=result.stderr.strip())
             result = account.run([*argv, "-m", "immediate"], timeout=60)
+        # pg_ctl returns once postmaster.pid is gone; the postmaster itself may still be exiting for a moment
+        deadline = time.monotonic() + _EXIT_GRACE
+        while postmaster.running() and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL)
         if postmaster.running():
             raise EmbeddedPostgresError(
                 f"could not stop PostgreSQL (pid {postmaster.pid}) on {self.pgdata}: {result.stderr.strip()}"
