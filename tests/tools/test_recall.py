@@ -416,3 +416,9 @@ async def test_a_superseded_decision_stays_out_of_the_recent_window(client: Clie
     assert "3 times" not in all_text(bundle)
     assert d1["id"] in omitted(bundle, "superseded")
     assert any("4 times" in item["text"] for item in section(bundle, "decisions"))
+
+
+async def test_punctuation_is_not_a_search_term(client: Client) -> None:
+    """An em dash or other punctuation in the query does not become a lexeme."""
+    bundle = await call(client, "recall", query="budget — policy … (now)?", session_id="s")
+    assert bundle["provenance"]["query_terms"] == ["budget", "polici"]

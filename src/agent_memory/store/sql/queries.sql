@@ -181,7 +181,8 @@ WHERE tenant_id = $1 AND id = ANY($2::text[]) AND status = 'pending';
 -- without a tenant: $1 is the query text.
 SELECT coalesce(array_agg(lexeme ORDER BY lexeme), '{}') AS terms,
        coalesce(string_agg(quote_literal(lexeme), ' | ' ORDER BY lexeme), '') AS tsquery
-FROM unnest(to_tsvector('english', $1)) AS t (lexeme, positions, weights);
+FROM unnest(to_tsvector('english', $1)) AS t (lexeme, positions, weights)
+WHERE lexeme ~ '[[:alnum:]]';  -- punctuation such as an em dash is no search term
 
 -- name: evidence_candidates
 -- The bounded candidate pool: best lexical matches ($3, an OR tsquery, up to $4), the most recent chunks
