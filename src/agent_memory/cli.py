@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rebuild chunks and caches from events",
         description="Drop and rebuild everything derived from events (chunks, caches), in bounded batches, "
-        "with a progress bar on stderr. Without --tenant, every tenant.",
+        "with a progress bar on stderr: the tenant of --tenant, or every tenant with --all-tenants.",
     )
     reindex.add_argument("--all-tenants", action="store_true", help="every tenant (default: only --tenant)")
     reindex.add_argument("--batch", type=int, default=1000, help="events per transaction (default 1000)")

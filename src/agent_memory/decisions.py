@@ -62,6 +62,7 @@ async def supersede(
             at=at,
             importance=old.importance,
             pinned=old.pinned,
+            sensitivity="high" if old.sensitivity == "high" else None,  # never less private than before
             decision=fields.model_copy(update={"scope": fields.scope or old.scope}),
         )
         receipt = (await store_events(tx, caller, [item], limits, supersedes=decision_id))[0]

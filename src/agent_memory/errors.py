@@ -10,6 +10,7 @@ from asyncpg, and turned into an MCP tool error (``isError``) by ``tools/``::
     ├── Forbidden         the caller lacks the role or channel for this action
     ├── RateLimited       too many calls; says when to retry
     └── Unavailable       the database or another dependency cannot serve right now
+        └── Retryable     a transaction aborted by a conflict (deadlock, serialization): retry it
 
 Messages are written for the model that made the call: what was wrong, and what is allowed.
 """
@@ -83,3 +84,7 @@ class Unavailable(AgentMemoryError):
     """A dependency (usually the database) cannot serve the request right now."""
 
     code = "unavailable"
+
+
+class Retryable(Unavailable):
+    """A transaction the database aborted to resolve a conflict; running it again normally succeeds."""

@@ -90,6 +90,7 @@ async def create_handoff(
         clean_task = scrub(task)
         clean_constraints = [scrub(c) for c in constraints]
         clean_questions = [scrub(q) for q in open_questions]
+        clean_files = [scrub(f) for f in required_files]
         row = HandoffRow(
             id=new_id("handoff"),
             from_agent=caller.agent_id,
@@ -98,7 +99,7 @@ async def create_handoff(
             task=clean_task,
             constraints=clean_constraints,
             decision_ids=list(dict.fromkeys(decision_ids)),
-            required_files=list(required_files),
+            required_files=clean_files,
             open_questions=clean_questions,
             refs=list(dict.fromkeys(refs)),
             token_est=1,

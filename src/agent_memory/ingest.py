@@ -23,11 +23,11 @@ from typing import Any
 
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
-from agent_memory.errors import InvalidInput, NotFound
+from agent_memory.errors import InvalidInput, NotFound, Retryable
 from agent_memory.ids import kind_of, new_id
 from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberResult, TaskFields
 from agent_memory.pii import contains_pii
-from agent_memory.redact import redact, redact_value
+from agent_memory.redact import Redaction, redact, redact_value
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import ArtifactRow, ChunkRow, DecisionRow, EventRow
 from agent_memory.tasks import apply_update, task_id_of
@@ -37,6 +37,7 @@ from agent_memory.vocabulary import Channel, Sensitivity
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 METADATA_MAX_BYTES = 64 * 1024
+WRITE_ATTEMPTS = 3  # a conflict the lock order cannot prevent (e.g. with supersede) is retried
 TOOL_OUTPUT_KINDS = frozenset({"tool_result", "tool_call", "artifact"})
 DECLARED_SECRET = "[REDACTED:declared_secret]"  # noqa: S105 - the marker that replaces a declared secret
 
@@ -107,11 +108,18 @@ async def remember(
 ) -> RememberResult:
     """Store ``events`` for ``caller`` in one transaction: all of them, or (on any error) none. What they
     change is dropped from ``hot`` here and, through NOTIFY, from every other process's hot set."""
-    async with db.transaction(caller.tenant) as tx:
-        receipts = await store_events(tx, caller, events, limits)
-        scopes = changed_scopes(receipts)
-        for scope in scopes:
-            await tx.notify_change(scope)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            async with db.transaction(caller.tenant) as tx:
+                receipts = await store_events(tx, caller, events, limits)
+                scopes = changed_scopes(receipts)
+                for scope in scopes:
+                    await tx.notify_change(scope)
+            break
+        except Retryable:
+            # concurrent batches sharing texts can deadlock on the duplicate locks: the loser runs again
+            if attempt == WRITE_ATTEMPTS:
+                raise
     if hot is not None:
         for scope in scopes:
             hot.invalidate(caller.tenant, scope)
@@ -141,13 +149,27 @@ async def store_events(
         _check_shape(item, prefix.format(index), now, limits)
     await tx.ensure_tenant()
     await _check_refs(tx, events, prefix)
-    return [await _store_one(tx, caller, item, now, limits, supersedes) for item in events]
+    scrubbed = [redact(item.text) for item in events]
+    # Lock every text this call may store, in one global order, before storing any: concurrent calls that
+    # share texts then queue instead of deadlocking, and exactly one of them stores each text first.
+    digests = {text_hash(r.text) for r in scrubbed}
+    if any(item.sensitivity == "secret" for item in events):
+        digests.add(text_hash(DECLARED_SECRET))
+    for digest in sorted(digests):
+        await tx.lock_text_hash(digest)
+    return [
+        await _store_one(tx, caller, item, clean, now, limits, supersedes)
+        for item, clean in zip(events, scrubbed, strict=True)
+    ]
 
 
 def _check_shape(item: EventIn, where: str, now: datetime, limits: Limits) -> None:
     """Checks that need no database: text, time window, per-kind structured fields, metadata size."""
     if not item.text.strip():
         raise InvalidInput(f"{where}text", "is empty", "non-blank text")
+    for field, value in (("text", item.text), ("actor", item.actor), ("tags", item.tags), ("metadata", item.metadata)):
+        if "\\u0000" in json.dumps(value, default=str):  # PostgreSQL text cannot hold NUL
+            raise InvalidInput(f"{where}{field}", "contains a NUL character (\\u0000)", "text without NUL characters")
     if len(item.text) > limits.text_max_chars:
         raise InvalidInput(
             f"{where}text", f"{len(item.text)} characters", f"at most {limits.text_max_chars} characters"
@@ -181,20 +203,28 @@ async def _check_refs(tx: Tx, events: Sequence[EventIn], prefix: str) -> None:
 
 
 async def _store_one(
-    tx: Tx, caller: Caller, item: EventIn, now: datetime, limits: Limits, supersedes: str | None
+    tx: Tx,
+    caller: Caller,
+    item: EventIn,
+    scrubbed: Redaction,
+    now: datetime,
+    limits: Limits,
+    supersedes: str | None,
 ) -> EventReceipt:
     kind = item.kind or "message"
     channel: Channel = item.channel or "private"
     session_id = item.session_id or "default"
-    scrubbed = redact(item.text)
     metadata, meta_kinds, _ = redact_value(item.metadata)
+    labels, label_kinds, _ = redact_value({"actor": item.actor, "tags": sorted(set(item.tags))})
+    assert isinstance(labels, dict)
     structured, structured_kinds = _structured(item, kind, supersedes)
-    kinds = sorted(set(scrubbed.kinds) | meta_kinds | structured_kinds)
+    kinds = sorted(set(scrubbed.kinds) | meta_kinds | label_kinds | structured_kinds)
     text = scrubbed.text
     if item.sensitivity == "secret" and not kinds:
         text, kinds = DECLARED_SECRET, ["declared_secret"]
     sensitivity: Sensitivity = "secret" if kinds else (item.sensitivity or classify(text, kind, channel, False))
 
+    digest = text_hash(text)  # of the whole text: two equal outputs are duplicates even when truncated
     event_id = new_id("event")
     artifact: ArtifactRow | None = None
     original_chars = len(text)
@@ -209,8 +239,6 @@ async def _store_one(
         )
         text = f"{excerpt(text)}\n{artifact_pointer(artifact.id, original_chars)}"
 
-    digest = text_hash(text)
-    await tx.lock_text_hash(digest)
     duplicate_of = await tx.find_original(digest)
     importance = item.importance if item.importance is not None else (0.8 if kind == "decision" else 0.5)
     event = EventRow(
@@ -219,12 +247,12 @@ async def _store_one(
         agent_id=caller.agent_id,
         kind=kind,
         channel=channel,
-        actor=item.actor,
+        actor=labels["actor"],
         sensitivity=sensitivity,
         text=text,
         text_hash=digest,
         token_est=estimate_tokens(text),
-        tags=sorted(set(item.tags)),
+        tags=labels["tags"],
         refs=list(dict.fromkeys(item.refs)),
         importance=importance,
         pinned=item.pinned,

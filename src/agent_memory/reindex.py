@@ -1,7 +1,8 @@
 """Rebuild everything derived (P2): chunks from events, in bounded batches, one transaction per batch.
 
 Chunk texts and token estimates come from the same ``derive_chunks`` the write path uses, so recall
-returns the same bundles afterwards. Every server's hot set is dropped (NOTIFY ``*/*``) when it finishes.
+returns the same bundles afterwards. Every server drops the tenant's hot set (NOTIFY ``tenant/*``) when its
+chunks are rebuilt.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ algorithm are refused; clock skew up to 30 s is tolerated.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from agent_memory.errors import InvalidInput
 from agent_memory.vocabulary import CHANNELS
 
 CLOCK_SKEW_SECONDS: Final = 30
+_TENANT: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 ASYMMETRIC: Final = ("RS256", "ES256")
 JWKS_REFRESH_SECONDS: Final = 60  # an unknown kid refetches a JWKS URL at most this often
 JWKS_MAX_AGE_SECONDS: Final = 600
@@ -143,6 +145,6 @@ class Verifier:
         channels = claims.get("channels")
         if channels is not None and (not isinstance(channels, list) or not set(channels) <= set(CHANNELS)):
             raise TokenRejected("channels must be a list of private, team, agent, public")
-        if not isinstance(claims["tenant"], str) or not claims["tenant"]:
-            raise TokenRejected("tenant must be a non-empty string")
+        if not isinstance(claims["tenant"], str) or not _TENANT.fullmatch(claims["tenant"]):
+            raise TokenRejected("tenant must be 1 to 64 letters, digits, '-', '_' or '.'")
         return claims

@@ -216,3 +216,17 @@ async def test_browser_origins_are_checked(db: Database, settings: Settings, ori
             },
         )
     assert response.status_code == status
+
+
+async def test_a_token_cannot_act_as_another_agent(db: Database, settings: Settings) -> None:
+    """Over HTTP the agent is the token's subject: naming another agent_id is refused."""
+    secured = settings.model_copy(update={"auth": "required", "jwt_secret": SecretStr(SECRET)})
+    async with (
+        http_client(db, secured, token(agent="agent-a")) as http,
+        Client(streamable_http_client("http://127.0.0.1:8765/mcp", http_client=http)) as client,
+    ):
+        refused = await client.call_tool("remember", {"text": "as b", "agent_id": "agent-b"})
+        assert refused.is_error
+        assert "this token acts for 'agent-a'" in refused.content[0].text  # type: ignore[union-attr]
+        same = await client.call_tool("remember", {"text": "as a", "agent_id": "agent-a"})
+        assert not same.is_error

@@ -422,3 +422,28 @@ async def test_punctuation_is_not_a_search_term(client: Client) -> None:
     """An em dash or other punctuation in the query does not become a lexeme."""
     bundle = await call(client, "recall", query="budget — policy … (now)?", session_id="s")
     assert bundle["provenance"]["query_terms"] == ["budget", "polici"]
+
+
+async def test_a_public_recall_neither_shows_nor_delivers_a_packet(client: Client, db: Database) -> None:
+    """The public channel shows no handoff: the packet stays pending for a channel that may show it."""
+    packet = await call(client, "handoff_packet", to_agent="agent-b", task="Rotate the signing keys")
+    public = await call(client, "recall", query="", session_id="p", agent_id="agent-b", channel="public")
+    assert section(public, "handoff") == []
+    assert packet["id"] in omitted(public, "privacy")
+    async with db.transaction("local") as tx:
+        stored = await tx.get_handoff(packet["id"])
+    assert stored is not None
+    assert stored.status == "pending"
+
+
+def test_the_hot_set_refuses_state_read_before_a_write() -> None:
+    """State loaded before an invalidation of its tenant is not cached (it may miss that write)."""
+    from agent_memory.context.hotset import HotCache, SessionHot
+
+    hot = HotCache()
+    before = hot.generation("t")
+    hot.invalidate("t", "s")  # a write commits while the state is being read
+    hot.put_session("t", "s", SessionHot(recent=[], delivered=[]), before)
+    assert hot.session("t", "s") is None
+    hot.put_session("t", "s", SessionHot(recent=[], delivered=[]), hot.generation("t"))
+    assert hot.session("t", "s") is not None

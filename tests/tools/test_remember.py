@@ -309,3 +309,25 @@ async def test_replayed_history_keeps_its_timestamps(client: Client, db: Databas
         event = await tx.get_event(receipt["id"])
     assert event is not None
     assert abs((event.ts - then).total_seconds()) < 0.001
+
+
+async def test_nul_characters_are_refused_by_name(client: Client, db: Database) -> None:
+    """PostgreSQL text cannot hold NUL: the field is named, nothing is written."""
+    assert "text: contains a NUL" in await call_error(client, "remember", text="a\x00b")
+    assert "metadata: contains a NUL" in await call_error(client, "remember", text="ok", metadata={"a": "x\x00y"})
+    assert (await row_counts(db))["events"] == 0
+
+
+async def test_concurrent_batches_with_shared_texts_in_opposite_orders_all_land(client: Client, db: Database) -> None:
+    """Batches that share texts in opposite orders would deadlock on the duplicate locks; the loser is retried."""
+    texts = [f"shared line {i}" for i in range(30)]
+
+    async def batch(reverse: bool) -> None:
+        await call(client, "remember", events=[{"text": t} for t in (reversed(texts) if reverse else texts)])
+
+    async with anyio.create_task_group() as group:
+        for i in range(8):
+            group.start_soon(batch, i % 2 == 1)
+    counts = await row_counts(db)
+    assert counts["events"] == 240
+    assert counts["chunks"] == 30

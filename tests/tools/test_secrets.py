@@ -77,3 +77,17 @@ async def test_six_kinds_in_one_message(client: Client, db: Database) -> None:
     stored = await database_text(db)
     for name in names:
         assert _raw(name) not in stored, name
+
+
+async def test_labels_tags_and_handoff_files_are_redacted_too(client: Client, db: Database) -> None:
+    """A secret in the actor, a tag or a handoff's required files is redacted like one in the text."""
+    key = "sk-proj-" + "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6"
+    url = "https://bob:" + "s3cretPW9zz" + "@files.example/x"
+    receipt = (await call(client, "remember", text="deploy done", tags=[key], actor=f"admin password={key}"))["events"][
+        0
+    ]
+    assert receipt["sensitivity"] == "secret"
+    await call(client, "handoff_packet", to_agent="b", task="fetch the files", required_files=[url])
+    stored = await database_text(db)
+    assert key not in stored
+    assert "s3cretPW9zz" not in stored

@@ -29,7 +29,7 @@ def add_evidence(
     (by text or tag) is not evidence, however recent; pinned, handed-over and contradiction-winning events
     come first."""
     kept = _filter(assembly, candidates, packets, horizon)
-    handed_over = {ref for p in packets for ref in p.refs}
+    handed_over = handed_over_refs(assembly, packets)
     top = max((c.rank for c in kept), default=0.0) or 1.0
     ranked = []
     for c in kept:
@@ -60,13 +60,21 @@ def add_evidence(
             taken += 1
 
 
+def handed_over_refs(assembly: Assembly, packets: list[HandoffRow]) -> set[str]:
+    """Events the packets reference: in the agent channel they load even where their sensitivity would not
+    (the sender handed them over on purpose); elsewhere the channel policy holds."""
+    if assembly.request.channel != "agent":
+        return set()
+    return {ref for p in packets for ref in p.refs}
+
+
 def _filter(
     assembly: Assembly, candidates: list[Candidate], packets: list[HandoffRow], horizon: datetime
 ) -> list[Candidate]:
     """The candidates that may load: channel policy, no superseded decision (unless history), no summary
     without refs or contradicted, nothing already loaded in another section."""
     request = assembly.request
-    handed_over = {ref for p in packets for ref in p.refs}
+    handed_over = handed_over_refs(assembly, packets)
     kept: list[Candidate] = []
     for c in sorted(candidates, key=lambda c: (c.event_id, c.seq)):
         # What a packet references was handed over on purpose: it loads wherever the packet does.

@@ -53,8 +53,12 @@ class HotCache:
         self._sessions: OrderedDict[tuple[str, str], SessionHot] = OrderedDict()
         self._max_tenants = max_tenants
         self._max_sessions = max_sessions
-        self.hits = 0
-        self.misses = 0
+        self._generations: dict[str, int] = {}
+
+    def generation(self, tenant: str) -> int:
+        """Bumped by every invalidation of ``tenant``: read it before loading state from the database and
+        hand it to ``put_*``, which then refuses state that a write made stale meanwhile."""
+        return self._generations.get(tenant, 0) + self._generations.get("*", 0)
 
     def tenant(self, tenant: str) -> TenantHot | None:
         return self._get(self._tenants, tenant)
@@ -62,15 +66,18 @@ class HotCache:
     def session(self, tenant: str, session_id: str) -> SessionHot | None:
         return self._get(self._sessions, (tenant, session_id))
 
-    def put_tenant(self, tenant: str, value: TenantHot) -> None:
-        self._put(self._tenants, tenant, value, self._max_tenants)
+    def put_tenant(self, tenant: str, value: TenantHot, generation: int) -> None:
+        if generation == self.generation(tenant):
+            self._put(self._tenants, tenant, value, self._max_tenants)
 
-    def put_session(self, tenant: str, session_id: str, value: SessionHot) -> None:
-        self._put(self._sessions, (tenant, session_id), value, self._max_sessions)
+    def put_session(self, tenant: str, session_id: str, value: SessionHot, generation: int) -> None:
+        if generation == self.generation(tenant):
+            self._put(self._sessions, (tenant, session_id), value, self._max_sessions)
 
     def invalidate(self, tenant: str, scope: str) -> None:
         """Forget ``scope`` of ``tenant``: a session id, or ``*`` for everything of the tenant.
         ``tenant == "*"`` forgets everything (after a reindex)."""
+        self._generations[tenant] = self._generations.get(tenant, 0) + 1
         if tenant == "*":
             self._tenants.clear()
             self._sessions.clear()
@@ -87,13 +94,11 @@ class HotCache:
         tenant, _, scope = payload.partition("/")
         self.invalidate(tenant, scope or "*")
 
-    def _get(self, store: OrderedDict[K, V], key: K) -> V | None:
+    @staticmethod
+    def _get(store: OrderedDict[K, V], key: K) -> V | None:
         value = store.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        store.move_to_end(key)
-        self.hits += 1
+        if value is not None:
+            store.move_to_end(key)
         return value
 
     @staticmethod

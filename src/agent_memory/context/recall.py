@@ -114,7 +114,8 @@ async def build(
         else:
             await add_decisions(assembly, tx, tenant_state, [], [], reference, horizon)
             add_recent(assembly, session_state, packets)
-        delivered = await _deliver(tx, packets, request)
+        shown = {ref for item in assembly.fillers["handoff"].items for ref in item.refs}
+        delivered = await _deliver(tx, [p for p in packets if p.id in shown], request)
     if delivered:
         hot.invalidate(caller.tenant, "*")
     timings["total_ms"] = _since(started)
@@ -212,6 +213,7 @@ async def _state(
 ) -> tuple[TenantHot, SessionHot, bool]:
     """Tenant and session state: from the hot set when warm (and no ``as_of``), else from the database."""
     use_cache = request.as_of is None
+    generation = hot.generation(tenant)  # before reading: state a concurrent write outdates is not cached
     tenant_state = hot.tenant(tenant) if use_cache else None
     session_state = hot.session(tenant, request.session_id) if use_cache else None
     cold = False
@@ -225,7 +227,7 @@ async def _state(
             handoffs=handoffs,
         )
         if use_cache:
-            hot.put_tenant(tenant, tenant_state)
+            hot.put_tenant(tenant, tenant_state, generation)
     if session_state is None:
         cold = True
         recent = await tx.recent_events(request.session_id, horizon, RECENT_EVENTS)
@@ -236,7 +238,7 @@ async def _state(
             superseded=frozenset(await tx.superseded_decision_events(decided, horizon)),
         )
         if use_cache:
-            hot.put_session(tenant, request.session_id, session_state)
+            hot.put_session(tenant, request.session_id, session_state, generation)
     return tenant_state, session_state, cold
 
 

@@ -40,11 +40,10 @@ def add_views(assembly: Assembly, tenant: TenantHot) -> None:
         filler = assembly.fillers[section]
         room = filler.cap - filler.used
         if tokens > room:
-            if room < 16:
+            text, tokens = _truncated(row.body, room, uri)
+            if not text:
                 assembly.omit(section, "budget", uri)
                 continue
-            text = row.body[: max(0, (room - 12) * 4)].rstrip() + f" … [truncated; read {uri}]"
-            tokens = min(room, estimate_tokens(text))
         assembly.offer(
             section,
             Item(text=text, refs=[uri], kind=f"view:{name}", ts=row.updated_at, score=1.0, token_est=tokens),
@@ -52,8 +51,26 @@ def add_views(assembly: Assembly, tenant: TenantHot) -> None:
         )
 
 
+def _truncated(body: str, room: int, uri: str) -> tuple[str, int]:
+    """The longest head of ``body`` that, with a note pointing to the whole, fits ``room`` tokens by the same
+    estimate the caps are checked with; ("", 0) when not even the note fits."""
+    note = f" … [truncated; read {uri}]"
+    chars = max(0, (room - estimate_tokens(note)) * 4)
+    while chars > 0:
+        text = body[:chars].rstrip() + note
+        tokens = estimate_tokens(text)
+        if tokens <= room:
+            return text, tokens
+        chars = chars * room // (tokens + 1)  # shrink in proportion to the overshoot
+    return "", 0
+
+
 def add_handoff(assembly: Assembly, packets: list[HandoffRow]) -> None:
+    """The packets for this agent; the public channel shows none (they stay pending)."""
     for packet in packets:
+        if assembly.request.channel == "public":
+            assembly.omit("handoff", "privacy", packet.id)
+            continue
         item = Item(
             text=handoff_text(packet),
             refs=[packet.id, *packet.decision_ids, *packet.refs],
@@ -108,7 +125,7 @@ async def add_decisions(
             if decision.id in relevance:
                 assembly.omit("decisions", "superseded", decision.id)
             continue
-        handed_over = decision.id in named and decision.sensitivity != "secret"
+        handed_over = assembly.request.channel == "agent" and decision.id in named and decision.sensitivity != "secret"
         if not handed_over and not may_load(request.channel, decision.sensitivity):
             assembly.omit("decisions", "privacy", decision.id)
             continue

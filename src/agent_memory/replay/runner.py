@@ -157,7 +157,7 @@ class Runner:
             return await self._tool(step.tool, _substitute(step.args, state.saved), state), step.tool
         if step.read is not None:
             uri = _substitute(step.read, state.saved)
-            result = await (await self.target.client(state.tenant)).read_resource(uri)
+            result = await (await self.target.client(state.tenant, state.agent)).read_resource(uri)
             text = "\n".join(getattr(c, "text", "") for c in result.contents)
             return Outcome(None, text), f"read {uri}"
         if step.use is not None:
@@ -193,7 +193,7 @@ class Runner:
                 ]
             else:
                 args.setdefault("at", state.clock.isoformat())
-        result = await (await self.target.client(state.tenant)).call_tool(tool, args)
+        result = await (await self.target.client(state.tenant, state.agent)).call_tool(tool, args)
         text = "\n".join(getattr(c, "text", "") for c in result.content)
         if result.is_error:
             return Outcome(None, text, error=text)
@@ -223,7 +223,7 @@ class Runner:
             {"text": text, "at": ts.isoformat(), "kind": seed.kind, "channel": seed.channel}
             for text, ts in zip(seeding.texts(seed), seeding.times(seed, start, end), strict=True)
         ]
-        client = await self.target.client(state.tenant)
+        client = await self.target.client(state.tenant, state.agent)
         chunks = 0
         for offset in range(0, len(events), SEED_BATCH):
             arguments = {

@@ -1,7 +1,8 @@
 """Bulk history for scenarios: many events spread over a time span, written with COPY.
 
-The events go through the same preparation as ``remember`` (redaction, sensitivity, token estimates, exact
-duplicate links, chunks), just without one MCP call each: fifty thousand events load in seconds.
+Each event is prepared like a plain ``remember`` of a message (redaction, sensitivity, token estimates,
+chunks) without one MCP call each, so fifty thousand load in seconds. Simplified on purpose: no artifacts,
+tags or metadata, and duplicates are linked only within the seed itself. For synthetic history only.
 """
 
 from __future__ import annotations

@@ -40,14 +40,14 @@ class Target(Protocol):
 
     name: str
 
-    async def client(self, tenant: str) -> Client: ...
+    async def client(self, tenant: str, agent: str) -> Client: ...
 
     async def restart(self) -> None: ...
 
     async def close(self) -> None: ...
 
 
-def mint_token(secret: str, tenant: str, agent: str = "replay") -> str:
+def mint_token(secret: str, tenant: str, agent: str) -> str:
     """An HS256 bearer token for ``tenant`` with every role."""
     claims = {
         "sub": agent,
@@ -91,7 +91,9 @@ class StdioTarget:
         self._database_url = database_url
         self._clients = _Clients()
 
-    async def client(self, tenant: str) -> Client:
+    async def client(self, tenant: str, agent: str) -> Client:
+        # over stdio the agent is named per call (agent_id); one server per tenant serves them all
+        del agent
         params = StdioServerParameters(
             command=SERVER_COMMAND[0],
             args=SERVER_COMMAND[1:],
@@ -118,19 +120,21 @@ class RemoteHttpTarget:
         self._clients = _Clients()
         self._single_tenant: str | None = None
 
-    def _token_for(self, tenant: str) -> str | None:
+    def _token_for(self, tenant: str, agent: str) -> str | None:
         if self._secret is not None:
-            return mint_token(self._secret, tenant)
+            return mint_token(self._secret, tenant, agent)
         if self._single_tenant not in {None, tenant} and self._token is not None:
             msg = "switching tenant needs --jwt-secret (one --token serves one tenant)"
             raise TargetError(msg)
         self._single_tenant = tenant
         return self._token
 
-    async def client(self, tenant: str) -> Client:
+    async def client(self, tenant: str, agent: str) -> Client:
+        """A client per tenant and agent: a token names one agent of one tenant."""
+
         @asynccontextmanager
         async def connect() -> AsyncIterator[Client]:
-            token = self._token_for(tenant)
+            token = self._token_for(tenant, agent)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             async with (
                 httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60.0)) as http,
@@ -138,7 +142,8 @@ class RemoteHttpTarget:
             ):
                 yield connected
 
-        return await self._clients.get(tenant, connect)
+        key = tenant if self._secret is None else f"{tenant}/{agent}"
+        return await self._clients.get(key, connect)
 
     async def restart(self) -> None:
         await self._clients.close()
@@ -160,10 +165,10 @@ class SpawnedHttpTarget(RemoteHttpTarget):
         super().__init__(f"http://127.0.0.1:{self._port}/mcp", jwt_secret=self._env["AGENT_MEMORY_JWT_SECRET"])
         self._process: Process | None = None
 
-    async def client(self, tenant: str) -> Client:
+    async def client(self, tenant: str, agent: str) -> Client:
         if self._process is None:
             await self._launch()
-        return await super().client(tenant)
+        return await super().client(tenant, agent)
 
     async def _launch(self) -> None:
         self._process = await anyio.open_process(

@@ -64,6 +64,7 @@ def token_identity(settings: Settings) -> Callable[[], Caller]:
             roles=frozenset(token.scopes),
             channels=frozenset(claims.get("channels") or CHANNELS),
             principal=f"jwt:{claims['sub']}",
+            fixed_agent=True,
         )
 
     return identify

@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from agent_memory.errors import AgentMemoryError, Conflict, Forbidden, InvalidInput, Unavailable
+from agent_memory.errors import AgentMemoryError, Conflict, Forbidden, InvalidInput, Retryable, Unavailable
 from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
@@ -226,9 +226,18 @@ class Database:
             raise Conflict(f"conflicting write: {exc.detail or exc}") from exc
         except asyncpg.CheckViolationError as exc:
             raise InvalidInput(exc.constraint_name or "value", f"rejected by the database: {exc}") from exc
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+            raise Retryable(
+                f"the database aborted this write to resolve a conflict with another; retry ({exc})"
+            ) from exc
+        except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
+            raise InvalidInput("value", f"rejected by the database: {exc}") from exc
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             msg = f"database unavailable: {exc}"
             raise Unavailable(msg) from exc
+        except asyncpg.PostgresError as exc:
+            log.error("unexpected database error", tenant=tenant, error=repr(exc))
+            raise Unavailable(f"database error ({exc.__class__.__name__}); retry later") from exc
 
 
 class Tx:

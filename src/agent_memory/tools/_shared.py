@@ -20,6 +20,7 @@ from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError, RateLimited, Unavailable
 from agent_memory.runtime import Runtime
 
+log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -51,6 +52,11 @@ def guarded(runtime: Runtime, action: str) -> Callable[[Callable[P, Awaitable[R]
                 if caller is not None:
                     await _audit(runtime, caller, action, started, request_id, None, Unavailable.code)
                 raise ToolError(f"{Unavailable.code}: the database did not answer in time; retry") from exc
+            except Exception as exc:  # the boundary: a bug must still be audited and answered clearly
+                log.exception("tool failed unexpectedly", action=action, request_id=request_id)
+                if caller is not None:
+                    await _audit(runtime, caller, action, started, request_id, None, "internal")
+                raise ToolError(f"internal: the server failed on this call (request {request_id})") from exc
             structured = outcome.structured_content if isinstance(outcome, CallToolResult) else None
             await _audit(runtime, caller, action, started, request_id, structured, None)
             return outcome

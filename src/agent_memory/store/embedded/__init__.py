@@ -28,7 +28,7 @@ missing. Only directories this module creates are ever chowned or chmodded.
 
 Errors::
 
-    Exception
+    agent_memory.errors.Unavailable   (so the CLI and doctor report it as a clear message)
     └── EmbeddedPostgresError   the cluster cannot be located, created, started, stopped or reached
 """
 

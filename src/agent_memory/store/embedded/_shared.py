@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_memory.errors import Unavailable
+
 SERVICE_USER = "agent-memory"
 DATABASE = "agent_memory"
 SUPERUSER = "postgres"
@@ -15,7 +17,7 @@ _PG_MAJOR = "18"
 _POLL_INTERVAL = 0.05
 
 
-class EmbeddedPostgresError(Exception):
+class EmbeddedPostgresError(Unavailable):
     """The embedded PostgreSQL cannot be located, created, started, stopped or reached."""
 
 
