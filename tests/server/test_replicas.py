@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,23 +14,17 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from agent_memory.replay.targets import free_port
 from agent_memory.tokens import mint
 
 pytestmark = pytest.mark.anyio
 SECRET = "replica-test-secret-with-32-bytes-or-more"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def replica(database_url: str) -> AsyncIterator[str]:
     """`agent-memory serve --http` on a free port; yields its MCP URL once ready."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
     env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_JWT_SECRET=SECRET)
     command = [sys.executable, "-m", "agent_memory", "serve", "--http", "--port", str(port)]

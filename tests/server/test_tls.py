@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agent_memory.replay.targets import free_port
+
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -46,17 +48,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def https_server(database_url: str, certificate: tuple[Path, Path], request: pytest.FixtureRequest) -> Iterator[int]:
     """`agent-memory serve --http` with TLS on a free loopback port; the minimum version from the test's param."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
     env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
     command = [sys.executable, "-m", "agent_memory", "serve", "--http", "--port", str(port)]

@@ -156,7 +156,7 @@ class SpawnedHttpTarget(RemoteHttpTarget):
     """``agent-memory serve --http`` launched (and restarted) by the replay on a free loopback port."""
 
     def __init__(self, database_url: str) -> None:
-        self._port = _free_port()
+        self._port = free_port()
         self._env = _server_env(
             database_url,
             AGENT_MEMORY_JWT_SECRET=secrets.token_urlsafe(32),
@@ -207,7 +207,8 @@ class SpawnedHttpTarget(RemoteHttpTarget):
         await self._stop()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
