@@ -106,6 +106,19 @@ def database_url(server_dsn: str, template_database: str) -> Iterator[str]:
 
 
 @pytest.fixture
+async def empty_database(server_dsn: str) -> AsyncIterator[str]:
+    """A database with nothing in it (not migrated), for tests of the migrations themselves."""
+    name = f"am_empty_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, tenant="local", agent="agent-a")
 

@@ -7,13 +7,15 @@ logged and counted instead.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
 from agent_memory.caller import Caller
-from agent_memory.errors import AgentMemoryError
+from agent_memory.errors import AgentMemoryError, RateLimited
+from agent_memory.metrics import Metrics
 from agent_memory.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,36 @@ async def record(
             )
     except (AgentMemoryError, OSError) as exc:
         log.warning("audit row not written", action=action, tenant=caller.tenant, error=str(exc))
+
+
+async def finish(
+    db: Database,
+    metrics: Metrics,
+    caller: Caller,
+    action: str,
+    *,
+    started: float,
+    request_id: str,
+    resource_ids: Iterable[str],
+    error: str | None,
+) -> None:
+    """Close one tool call or resource read: count it, time it, and append its audit row.
+    ``started`` is the call's ``time.perf_counter()``; ``error`` its error code, or None when it succeeded."""
+    elapsed = time.perf_counter() - started
+    metrics.requests.labels(action=action, status=error or "ok").inc()
+    metrics.latency.labels(action=action).observe(elapsed)
+    if error == RateLimited.code:
+        metrics.rate_limited.labels(scope="call").inc()
+    await record(
+        db,
+        caller,
+        action,
+        resource_ids=resource_ids,
+        success=error is None,
+        latency_ms=elapsed * 1000,
+        request_id=request_id,
+        detail={"error": error} if error else None,
+    )
 
 
 def ids_in(structured: Any) -> list[str]:

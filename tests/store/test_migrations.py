@@ -3,7 +3,6 @@ canonical ``schema.sql``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import anyio
@@ -11,7 +10,6 @@ import asyncpg
 import pytest
 
 from agent_memory.store.migrate import available, latest_version, migrate
-from tests.conftest import with_database
 
 pytestmark = pytest.mark.anyio
 
@@ -32,18 +30,6 @@ FROM pg_proc WHERE pronamespace = 'public'::regnamespace
 UNION ALL
 SELECT 'extension ' || extname FROM pg_extension
 """
-
-
-@pytest.fixture
-async def empty_database(server_dsn: str) -> AsyncIterator[str]:
-    name = f"am_empty_{id(object())}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def _catalog(dsn: str) -> list[str]:

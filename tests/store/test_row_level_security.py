@@ -226,18 +226,6 @@ async def test_every_tenant_table_forces_row_level_security(db: Database) -> Non
     assert migrations_grants == 0
 
 
-@pytest.fixture
-async def empty_database(server_dsn: str) -> AsyncIterator[str]:
-    name = f"am_rls_{os.getpid()}_{id(object())}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
-
-
 async def _security(dsn: str) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:

@@ -120,15 +120,13 @@ async def _guarded(runtime: Runtime, resource: str, fetch: Callable[[Tx], Awaita
 async def _audit(
     runtime: Runtime, caller: Caller, resource: str, started: float, request_id: str, *, success: bool
 ) -> None:
-    elapsed = (time.perf_counter() - started) * 1000
-    runtime.metrics.requests.labels(action="read_resource", status="ok" if success else "not_found").inc()
-    runtime.metrics.latency.labels(action="read_resource").observe(elapsed / 1000)
-    await audit.record(
+    await audit.finish(
         runtime.db,
+        runtime.metrics,
         caller,
         "read_resource",
-        resource_ids=[resource],
-        success=success,
-        latency_ms=elapsed,
+        started=started,
         request_id=request_id,
+        resource_ids=[resource],
+        error=None if success else "not_found",
     )

@@ -75,20 +75,15 @@ async def _audit(
     structured: Any,
     error: str | None,
 ) -> None:
-    elapsed = time.perf_counter() - started
-    runtime.metrics.requests.labels(action=action, status=error or "ok").inc()
-    runtime.metrics.latency.labels(action=action).observe(elapsed)
-    if error == RateLimited.code:
-        runtime.metrics.rate_limited.labels(scope="call").inc()
-    await audit.record(
+    await audit.finish(
         runtime.db,
+        runtime.metrics,
         caller,
         action,
-        resource_ids=audit.ids_in(structured),
-        success=error is None,
-        latency_ms=elapsed * 1000,
+        started=started,
         request_id=request_id,
-        detail={"error": error} if error else None,
+        resource_ids=audit.ids_in(structured),
+        error=error,
     )
 
 
