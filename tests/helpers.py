@@ -8,7 +8,8 @@ from mcp import Client
 
 from agent_memory.store.database import TABLES, Database
 
-BOOKKEEPING = ("tenants", "audit_log")  # a failed call is still audited (and its tenant registered)
+# a failed call is still audited (and its tenant registered; a signed one's signature is spent)
+BOOKKEEPING = ("tenants", "audit_log", "request_signatures")
 
 
 async def row_counts(db: Database) -> dict[str, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_memory.cli import build_parser
+from agent_memory.cli import build_parser, main, settings_from
 
 EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 COMMANDS = [
@@ -25,6 +25,13 @@ COMMANDS = [
     ["views"],
     ["views", "set"],
     ["views", "show"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["audit"],
+    ["audit", "export"],
+    ["audit", "purge"],
 ]
 
 
@@ -101,3 +108,45 @@ def test_bad_settings_name_the_setting() -> None:
     result = subprocess.run([EXECUTABLE, "migrate"], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.returncode == 2
     assert "pool_max" in result.stderr
+
+
+def test_serve_flags_set_what_their_environment_twins_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every security and scaling setting of PRODUCT §8 has a `serve` flag; a secret comes from a file only."""
+    secret_file = tmp_path / "jwt"
+    secret_file.write_text("s" * 40 + "\n", encoding="utf-8")
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--http",
+            "--allowed-hosts",
+            "mem.example.com, mem.internal:8765",
+            "--jwt-secret-file",
+            str(secret_file),
+            "--jwks",
+            "https://id.example.com/jwks.json",
+            "--jwt-issuer",
+            "https://id.example.com",
+            "--jwt-audience",
+            "agent-memory",
+            "--redis-url",
+            "redis://cache:6379/0",
+            "--pool-max",
+            "40",
+        ]
+    )
+    settings = settings_from(args)
+    assert settings.allowed_hosts == ["mem.example.com", "mem.internal:8765"]
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "s" * 40
+    assert (settings.jwks, settings.jwt_issuer, settings.jwt_audience) == (
+        "https://id.example.com/jwks.json",
+        "https://id.example.com",
+        "agent-memory",
+    )
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "redis://cache:6379/0"
+    assert settings.pool_max == 40
+    assert main(["serve", "--jwt-secret-file", str(tmp_path / "missing")]) == 2
+    assert "--jwt-secret-file" in capsys.readouterr().err
+    assert main(["serve", "--pool-max", "0"]) == 2
+    assert "pool_max" in capsys.readouterr().err

@@ -45,20 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agent-memory {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
-        "serve",
-        parents=[common],
-        help="run the MCP server (stdio by default)",
-        description="Run the MCP server: over stdio for a desktop assistant, or with --http as a "
-        "streamable HTTP endpoint at /mcp with /healthz and /readyz.",
-    )
-    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
-    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="HTTP bind port (default 8765)")
-    serve.add_argument("--auth", choices=["required", "none"], help="HTTP bearer auth (none: loopback only)")
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
-    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    serve.add_argument("--tls-min-version", choices=["1.2", "1.3"], help="oldest TLS version (default 1.2)")
+    _add_serve(commands, common)
 
     commands.add_parser(
         "migrate",
@@ -114,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--channel", action="append", choices=CHANNELS, help="limit the channels (repeatable)")
     mint.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
 
+    _add_keys(commands, common)
+    _add_audit(commands, common)
+
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
     )
@@ -126,6 +116,74 @@ def build_parser() -> argparse.ArgumentParser:
     view_show = view_commands.add_parser("show", parents=[common], help="print a view", description="Print view NAME.")
     view_show.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
     return parser
+
+
+def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the MCP server (stdio by default)",
+        description="Run the MCP server: over stdio for a desktop assistant, or with --http as a "
+        "streamable HTTP endpoint at /mcp with /healthz and /readyz.",
+    )
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP bind port (default 8765)")
+    serve.add_argument("--auth", choices=["required", "none"], help="HTTP bearer auth (none: loopback only)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-min-version", choices=["1.2", "1.3"], help="oldest TLS version (default 1.2)")
+    serve.add_argument("--allowed-hosts", help="comma-separated Host headers accepted (default: loopback names)")
+    serve.add_argument("--jwt-secret-file", type=Path, help="file holding the HS256 verification key")
+    serve.add_argument("--jwks", help="path or URL of a JWKS for RS256/ES256 tokens")
+    serve.add_argument("--jwt-issuer", help="required `iss` claim")
+    serve.add_argument("--jwt-audience", help="required `aud` claim")
+    serve.add_argument("--redis-url", help="Redis for rate limits shared by every replica")
+    serve.add_argument("--pool-max", type=int, help="most pooled database connections (default 20)")
+
+
+def _add_keys(commands: Any, common: argparse.ArgumentParser) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="tenant API keys for service clients",
+        description="Create, list and revoke a tenant's API keys. A key is printed once, when created; only "
+        "its hash is stored. A revoked key is refused by every replica from the next request on.",
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser(
+        "create", parents=[common], help="create a key and print it once", description="Create an API key."
+    )
+    create.add_argument("--role", required=True, choices=ROLES, help="what the key may do")
+    create.add_argument("--name", default="service", help="a label to recognise it by (default service)")
+    create.add_argument("--agent", help="the one agent it acts as (default: any agent of the tenant)")
+    create.add_argument(
+        "--require-signature", action="store_true", help="refuse its bearer form: every request must be signed"
+    )
+    key_commands.add_parser("list", parents=[common], help="list keys (never the keys)", description="List keys.")
+    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke a key", description="Revoke a key.")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…)")
+
+
+def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
+    audit = commands.add_parser(
+        "audit", help="export or purge the audit trail", description="The audit trail of every read and write."
+    )
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    export = audit_commands.add_parser(
+        "export",
+        parents=[common],
+        help="print a tenant's audit rows as JSON lines",
+        description="Print the audit rows of --tenant as JSON lines on stdout, oldest first.",
+    )
+    export.add_argument("--since", help="ISO 8601 date or time (default: everything)")
+    purge = audit_commands.add_parser(
+        "purge",
+        parents=[common],
+        help="delete audit rows older than the retention",
+        description="Delete every tenant's audit rows older than AGENT_MEMORY_AUDIT_RETENTION_DAYS (or "
+        "--older-than-days); run it daily, e.g. from cron or a Kubernetes CronJob.",
+    )
+    purge.add_argument("--older-than-days", type=int, help="override the retention setting")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -143,10 +201,22 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("tls_cert", "tls_cert"),
         ("tls_key", "tls_key"),
         ("tls_min_version", "tls_min_version"),
+        ("allowed_hosts", "allowed_hosts"),
+        ("jwks", "jwks"),
+        ("jwt_issuer", "jwt_issuer"),
+        ("jwt_audience", "jwt_audience"),
+        ("redis_url", "redis_url"),
+        ("pool_max", "pool_max"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[field] = value
+    secret_file = getattr(args, "jwt_secret_file", None)
+    if secret_file is not None:  # a file, never the secret itself: command lines are visible to every user
+        try:
+            overrides["jwt_secret"] = secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"--jwt-secret-file: cannot read {str(secret_file)!r} ({exc.strerror})") from exc
     return Settings(**overrides)
 
 
@@ -159,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
             print(f"agent-memory: setting {field}: {error['msg']}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"agent-memory: {exc}", file=sys.stderr)
         return 2
     is_server = args.command == "serve"
     # a replay prints its own report: the servers' and the database's chatter only when asked for
@@ -197,6 +270,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "migrate": lambda: commands.migrate(settings),
         "doctor": lambda: commands.doctor_command(settings),
         "reindex": lambda: commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch),
+        "keys": lambda: _keys(commands, args, settings),
+        "audit": lambda: (
+            commands.export_audit_command(settings, args.since)
+            if args.audit_command == "export"
+            else commands.purge_audit_command(settings, args.older_than_days)
+        ),
         "views": lambda: (
             commands.set_view_command(settings, args.name, args.file)
             if args.views_command == "set"
@@ -204,6 +283,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         ),
     }
     return await handlers[args.command]()
+
+
+async def _keys(commands: Any, args: argparse.Namespace, settings: Settings) -> int:
+    if args.keys_command == "create":
+        result: int = await commands.create_key_command(
+            settings, role=args.role, name=args.name, agent=args.agent, require_signature=args.require_signature
+        )
+    elif args.keys_command == "list":
+        result = await commands.list_keys_command(settings)
+    else:
+        result = await commands.revoke_key_command(settings, args.key_id)
+    return result
 
 
 def _mint(args: argparse.Namespace, settings: Settings) -> int:

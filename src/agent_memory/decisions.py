@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from agent_memory import refs as references
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
-from agent_memory.errors import Conflict, InvalidInput, NotFound
+from agent_memory.errors import InvalidInput, NotFound
 from agent_memory.ids import kind_of
 from agent_memory.ingest import Limits, store_events
 from agent_memory.models import DecisionFields, DecisionOut, EventIn, SupersedeResult
@@ -47,12 +48,8 @@ async def supersede(
         if old is None:
             raise NotFound("decision", decision_id, field="decision_id")
         if old.status != "active":
-            head = await tx.decision_chain_head(decision_id)
-            msg = (
-                f"decision_id: {decision_id} is already superseded by {old.superseded_by}; "
-                f"the current head of the chain is {head}: supersede that one instead"
-            )
-            raise Conflict(msg, decision_id=decision_id, superseded_by=old.superseded_by, head=head)
+            advice = "supersede that one instead"
+            raise await references.superseded(tx, "decision_id", decision_id, old.superseded_by, advice)
         item = EventIn(
             text=text,
             kind="decision",

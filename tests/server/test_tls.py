@@ -9,17 +9,18 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
+import anyio
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent_memory.replay.targets import free_port
+from agent_memory.replay.targets import free_port, wait_until_ready
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +61,8 @@ def https_server(database_url: str, certificate: tuple[Path, Path], request: pyt
     with subprocess.Popen(
         command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ) as process:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        trusting = ssl.create_default_context(cafile=str(certificate[0]))
+        anyio.run(partial(wait_until_ready, f"https://127.0.0.1:{port}", process, verify=trusting))
         yield port
         process.terminate()
         process.wait(timeout=20)

@@ -29,6 +29,12 @@ SELECT 'function ' || proname || '(' || pg_get_function_arguments(oid) || ')'
 FROM pg_proc WHERE pronamespace = 'public'::regnamespace
 UNION ALL
 SELECT 'extension ' || extname FROM pg_extension
+UNION ALL
+SELECT 'policy ' || tablename || ' ' || policyname || ' ' || cmd || ' ' || coalesce(qual, '') || ' '
+       || coalesce(with_check, '') FROM pg_policies WHERE schemaname = 'public'
+UNION ALL
+SELECT 'grant ' || table_name || ' ' || grantee || ' ' || privilege_type FROM information_schema.role_table_grants
+WHERE table_schema = 'public' AND grantee = 'agent_memory_app'
 """
 
 

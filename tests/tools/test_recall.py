@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 
 from agent_memory import views
+from agent_memory.context.hotset import HANDOFFS
 from agent_memory.context.policy import caps_for
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -202,6 +203,21 @@ async def test_handoff_replaces_the_senders_transcript(client: Client, db: Datab
     assert packet["id"] in section(again, "handoff")[0]["refs"]
     other_agent = await call(client, "recall", query="", session_id="work", agent_id="agent-c")
     assert section(other_agent, "handoff") == []
+
+
+async def test_a_packet_reaches_its_agent_however_many_others_wait(client: Client) -> None:
+    """With more packets pending for other agents than one recall delivers, an agent's own packet still
+    reaches it; an agent with none keeps the fast path."""
+    await call(client, "recall", query="", session_id="s", agent_id="agent-c")  # warm the hot set
+    for index in range(HANDOFFS + 5):
+        await call(client, "handoff_packet", to_agent=f"worker-{index}", task=f"chore {index}")
+    mine = await call(client, "handoff_packet", to_agent="agent-b", task="Rotate the staging certificates")
+    bundle = await call(client, "recall", query="", session_id="s", agent_id="agent-b", channel="agent")
+    assert [item["refs"][0] for item in section(bundle, "handoff")] == [mine["id"]]
+    await call(client, "recall", query="", session_id="s", agent_id="agent-c")
+    idle = await call(client, "recall", query="", session_id="s", agent_id="agent-c")
+    assert idle["provenance"]["path"] == "fast"
+    assert section(idle, "handoff") == []
 
 
 async def test_the_same_request_gives_the_same_bundle(client: Client, db: Database) -> None:

@@ -6,6 +6,10 @@ recent events. Writes invalidate what they touch — synchronously in the writin
 process through PostgreSQL NOTIFY on ``agent_memory_changes`` (payload ``tenant/session``, or ``tenant/*``
 for tenant-wide changes, or ``*/*`` for everything). A miss rebuilds the entry from the database with the
 same fixed bounds (the cold path).
+
+Invalidation by NOTIFY only works while this process LISTENs. When that connection is lost the server calls
+``suspend()``: the cache forgets everything and caches nothing (every call takes the cold path) until
+``resume()``, once LISTEN is back, which forgets everything once more (changes of the gap were missed).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from agent_memory.store.rows import DecisionRow, EventRow, HandoffRow, TaskRow, 
 RECENT_EVENTS: Final = 50
 DECISIONS: Final = 200
 TASKS: Final = 200
-HANDOFFS: Final = 100
+HANDOFFS: Final = 100  # pending packets one recall delivers
+AWAITING_AGENTS: Final = 1000
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,7 +37,7 @@ class TenantHot:
     views: dict[str, ViewRow]
     decisions: list[DecisionRow]
     tasks: list[TaskRow]
-    handoffs: list[HandoffRow]
+    awaited_by: frozenset[str] | None  # agents with packets pending; None: too many to list, always look
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,22 @@ class HotCache:
         self._max_tenants = max_tenants
         self._max_sessions = max_sessions
         self._generations: dict[str, int] = {}
+        self._suspended = False
+
+    @property
+    def suspended(self) -> bool:
+        """Whether the cache is bypassed (``suspend``) because changes of other processes cannot be heard."""
+        return self._suspended
+
+    def suspend(self) -> None:
+        """Forget everything and cache nothing until ``resume``: other processes' changes cannot be heard."""
+        self._suspended = True
+        self.invalidate("*", "*")
+
+    def resume(self) -> None:
+        """Cache again, starting empty: whatever was loaded before may have missed changes made meanwhile."""
+        self._suspended = False
+        self.invalidate("*", "*")
 
     def generation(self, tenant: str) -> int:
         """Bumped by every invalidation of ``tenant``: read it before loading state from the database and
@@ -67,11 +88,11 @@ class HotCache:
         return self._get(self._sessions, (tenant, session_id))
 
     def put_tenant(self, tenant: str, value: TenantHot, generation: int) -> None:
-        if generation == self.generation(tenant):
+        if not self._suspended and generation == self.generation(tenant):
             self._put(self._tenants, tenant, value, self._max_tenants)
 
     def put_session(self, tenant: str, session_id: str, value: SessionHot, generation: int) -> None:
-        if generation == self.generation(tenant):
+        if not self._suspended and generation == self.generation(tenant):
             self._put(self._sessions, (tenant, session_id), value, self._max_sessions)
 
     def invalidate(self, tenant: str, scope: str) -> None:

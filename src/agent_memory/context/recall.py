@@ -37,7 +37,16 @@ from agent_memory.context.bundle import (
     Section,
 )
 from agent_memory.context.evidence import add_evidence
-from agent_memory.context.hotset import DECISIONS, HANDOFFS, RECENT_EVENTS, TASKS, HotCache, SessionHot, TenantHot
+from agent_memory.context.hotset import (
+    AWAITING_AGENTS,
+    DECISIONS,
+    HANDOFFS,
+    RECENT_EVENTS,
+    TASKS,
+    HotCache,
+    SessionHot,
+    TenantHot,
+)
 from agent_memory.context.policy import (
     DEFAULT_BUDGET,
     MIN_BUDGET,
@@ -92,7 +101,12 @@ async def build(
     assembly = Assembly(request, caller, {name: Filler(name, cap) for name, cap in caps.items()})
     if request.as_of is None and request.continuing:
         tenant_state, session_state = hot.tenant(caller.tenant), hot.session(caller.tenant, request.session_id)
-        if tenant_state and session_state and not _packets(tenant_state, session_state, caller):
+        if (
+            tenant_state
+            and session_state
+            and not _awaits(tenant_state, caller)
+            and not _delivered(session_state, caller)
+        ):
             # The fast path: everything from the hot set, no database round trip at all.
             reference = _reference_time(request, tenant_state, session_state)
             add_standing(assembly, tenant_state, [])
@@ -103,7 +117,8 @@ async def build(
         tenant_state, session_state, cold = await _state(tx, hot, caller.tenant, request, horizon)
         timings = {"state_ms": _since(started)}
         rebuilt = await _rebuild_missing_chunks(tx, chunk_tokens) if cold else 0
-        packets = _packets(tenant_state, session_state, caller)
+        pending = await tx.pending_handoffs(caller.agent_id, HANDOFFS) if _awaits(tenant_state, caller) else []
+        packets = [*pending, *_delivered(session_state, caller)]
         reference = _reference_time(request, tenant_state, session_state)
         add_standing(assembly, tenant_state, packets)
         retrieval = Retrieval()
@@ -219,12 +234,12 @@ async def _state(
     cold = False
     if tenant_state is None:
         cold = True
-        handoffs = await tx.pending_handoffs(HANDOFFS) if use_cache else []
+        awaiting = await tx.agents_awaiting_handoffs(AWAITING_AGENTS + 1) if use_cache else []
         tenant_state = TenantHot(
             views={row.name: row for row in await tx.list_views()},
             decisions=await tx.decisions_as_of(horizon, DECISIONS),
             tasks=await _tasks_at(tx, request.as_of),
-            handoffs=handoffs,
+            awaited_by=frozenset(awaiting) if len(awaiting) <= AWAITING_AGENTS else None,
         )
         if use_cache:
             hot.put_tenant(tenant, tenant_state, generation)
@@ -250,11 +265,14 @@ async def _tasks_at(tx: Tx, as_of: datetime | None) -> list[TaskRow]:
     return [t for t in replayed if t.status != "done"][:TASKS]
 
 
-def _packets(tenant_state: TenantHot, session_state: SessionHot, caller: Caller) -> list[HandoffRow]:
-    """Packets for this agent: pending ones (delivered by this recall) and those delivered to this session."""
-    pending = [p for p in tenant_state.handoffs if p.to_agent == caller.agent_id]
-    delivered = [p for p in session_state.delivered if p.to_agent == caller.agent_id]
-    return [*pending, *delivered]
+def _awaits(tenant_state: TenantHot, caller: Caller) -> bool:
+    """Whether packets may be pending for this agent (this recall delivers them)."""
+    return tenant_state.awaited_by is None or caller.agent_id in tenant_state.awaited_by
+
+
+def _delivered(session_state: SessionHot, caller: Caller) -> list[HandoffRow]:
+    """Packets an earlier recall delivered into this session for this agent: they keep shaping its bundles."""
+    return [p for p in session_state.delivered if p.to_agent == caller.agent_id]
 
 
 def _query_text(request: RecallRequest, packets: list[HandoffRow]) -> str:

@@ -6,6 +6,8 @@
   ``restart`` stops and relaunches it.
 - ``RemoteHttpTarget``: a running server, with one ``--token`` (one tenant) or ``--jwt-secret`` to mint one
   per tenant; ``restart`` only reconnects.
+
+``wait_until_ready`` is how anything that launches ``serve --http`` (this harness, the tests) waits for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,10 +32,16 @@ from mcp.client.streamable_http import streamable_http_client
 
 SERVER_COMMAND = [sys.executable, "-m", "agent_memory", "serve"]
 TOKEN_TTL_SECONDS = 3600
+READY_TIMEOUT_SECONDS = 60
+READY_POLL_SECONDS = 0.1
 
 
 class TargetError(Exception):
     """The target cannot do what a step asks (e.g. switch tenant with a single token)."""
+
+
+class ServerNotReady(TargetError):
+    """A launched HTTP server exited, or did not answer ``/readyz`` with 200 in time."""
 
 
 class Target(Protocol):
@@ -178,19 +187,7 @@ class SpawnedHttpTarget(RemoteHttpTarget):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        health = self._url.removesuffix("/mcp") + "/readyz"
-        async with httpx2.AsyncClient() as http:
-            with anyio.fail_after(60):
-                while True:
-                    if self._process.returncode is not None:
-                        msg = f"the HTTP server exited with {self._process.returncode} before it was ready"
-                        raise TargetError(msg)
-                    try:
-                        if (await http.get(health)).status_code == 200:
-                            return
-                    except httpx2.TransportError:
-                        pass
-                    await anyio.sleep(0.1)
+        await wait_until_ready(self._url.removesuffix("/mcp"), self._process)
 
     async def _stop(self) -> None:
         await self._clients.close()
@@ -213,3 +210,40 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _exit_code(process: Process | subprocess.Popen[bytes]) -> int | None:
+    return process.poll() if isinstance(process, subprocess.Popen) else process.returncode
+
+
+async def wait_until_ready(
+    base_url: str,
+    process: Process | subprocess.Popen[bytes],
+    *,
+    within: float = READY_TIMEOUT_SECONDS,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
+    """Wait until the ``serve --http`` just launched as ``process`` answers ``{base_url}/readyz`` with 200: it
+    listens, reaches its database and has the current schema. ``ServerNotReady`` (saying what it last
+    answered) as soon as the process exits, or after ``within`` seconds. ``verify`` checks an HTTPS server's
+    certificate (e.g. an ``ssl.SSLContext`` trusting a test's own CA)."""
+    ready = base_url.rstrip("/") + "/readyz"
+    last = "nothing yet"
+    async with httpx2.AsyncClient(verify=verify, trust_env=False, timeout=httpx2.Timeout(5.0)) as http:
+        try:
+            with anyio.fail_after(within):
+                while (code := _exit_code(process)) is None:
+                    try:
+                        response = await http.get(ready)
+                    except httpx2.TransportError as exc:
+                        last = f"{exc.__class__.__name__}: {exc}"
+                    else:
+                        if response.status_code == 200:
+                            return
+                        last = f"{response.status_code} {response.text[:300]}"
+                    await anyio.sleep(READY_POLL_SECONDS)
+        except TimeoutError:
+            msg = f"{ready} did not answer 200 within {within:g} s; last answer: {last}"
+            raise ServerNotReady(msg) from None
+    msg = f"the HTTP server exited with {code} before {ready} answered 200; last answer: {last}"
+    raise ServerNotReady(msg)

@@ -1,16 +1,24 @@
-"""The CLI's commands besides serving: migrate, doctor and the views (none of them loads the MCP SDK)."""
+"""The CLI's commands besides serving: migrate, doctor, views, API keys and the audit trail (none of them loads
+the MCP SDK). The admin commands are audited like tool calls, as principal ``cli:<OS user>``."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from agent_memory import views
-from agent_memory.errors import AgentMemoryError
+from agent_memory import audit, keys, views
+from agent_memory.caller import Caller
+from agent_memory.errors import AgentMemoryError, InvalidInput
 from agent_memory.reindex import ReindexReport
 from agent_memory.reindex import reindex as rebuild
 from agent_memory.settings import Settings
@@ -22,11 +30,17 @@ from agent_memory.store.migrate import migrate as apply_migrations
 from agent_memory.store.rows import ViewRow
 
 __all__ = [
+    "create_key_command",
     "doctor",
     "doctor_command",
+    "export_audit",
+    "export_audit_command",
+    "list_keys_command",
     "migrate",
+    "purge_audit_command",
     "reindex",
     "reindex_command",
+    "revoke_key_command",
     "set_view",
     "set_view_command",
     "show_view",
@@ -155,4 +169,145 @@ async def show_view_command(settings: Settings, name: str) -> int:
         print(f"agent-memory: view {name} of tenant {settings.tenant} has not been written", file=sys.stderr)
         return 1
     sys.stdout.write(body if body.endswith("\n") else body + "\n")
+    return 0
+
+
+def _operator(settings: Settings) -> Caller:
+    """The caller an admin command acts as: the OS user at the console, in the configured tenant."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return Caller(tenant=settings.tenant, agent_id="cli", principal=f"cli:{user}")
+
+
+@dataclass
+class _Action:
+    """What an admin command reports to its audit row: the ids it touched and details."""
+
+    ids: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def _audited(db: Database, settings: Settings, action: str) -> AsyncIterator[_Action]:
+    """Audit the admin command run inside: one row when it ends, a failed one too."""
+    started, done, error = time.perf_counter(), _Action(), None
+    try:
+        yield done
+    except AgentMemoryError as exc:
+        error = exc.code
+        raise
+    finally:
+        await audit.record(
+            db,
+            _operator(settings),
+            action,
+            resource_ids=done.ids,
+            success=error is None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=None,
+            detail={**done.detail, **({"error": error} if error else {})},
+        )
+
+
+async def create_key_command(
+    settings: Settings, *, role: str, name: str, agent: str | None, require_signature: bool
+) -> int:
+    """Create a key of the configured tenant: the key alone on stdout (shown this once), the rest on stderr."""
+    async with open_database(settings) as db, _audited(db, settings, "keys_create") as action:
+        action.detail.update(role=role, name=name)
+        made = await keys.create(
+            db, settings.tenant, role=role, name=name, agent_id=agent, require_signature=require_signature
+        )
+        action.ids.append(made.row.id)
+    acts = f"agent {agent}" if agent else "any agent"
+    signed = "; every request must be signed" if require_signature else ""
+    print(
+        f"API key {made.row.id} of tenant {settings.tenant} ({role}, {acts}{signed}). It is shown this once: "
+        "store it now.",
+        file=sys.stderr,
+    )
+    print(made.key)
+    return 0
+
+
+async def list_keys_command(settings: Settings) -> int:
+    """One line per key of the configured tenant (never the key itself)."""
+    async with open_database(settings) as db, _audited(db, settings, "keys_list") as action:
+        rows = await keys.list_keys(db, settings.tenant)
+        action.ids.extend(row.id for row in rows)
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+        print(
+            f"{row.id}  {row.name}  {','.join(row.roles)}  agent={row.agent_id or '*'}  "
+            f"signed={'yes' if row.require_signature else 'no'}  created {row.created_at:%Y-%m-%d %H:%M}  "
+            f"last used {used}  {state}"
+        )
+    if not rows:
+        print(f"tenant {settings.tenant} has no API keys", file=sys.stderr)
+    return 0
+
+
+async def revoke_key_command(settings: Settings, key_id: str) -> int:
+    """Revoke a key of the configured tenant; every replica refuses it from the next request on."""
+    async with open_database(settings) as db, _audited(db, settings, "keys_revoke") as action:
+        action.ids.append(key_id)
+        row = await keys.revoke(db, settings.tenant, key_id)
+    print(f"API key {row.id} of tenant {settings.tenant} is revoked (since {row.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")
+    return 0
+
+
+def _since(text: str | None) -> datetime:
+    if text is None:
+        return datetime.min.replace(tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            "--since", f"{text!r} is not a date or time", "ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def export_audit(db: Database, tenant: str, since: datetime, *, page: int = 1000) -> Any:
+    """The tenant's audit rows from ``since`` on, oldest first, page by page (an async iterator of dicts)."""
+    after = 0
+    while True:
+        async with db.transaction(tenant) as tx:
+            rows = await tx.audit_since(since, after, page)
+        for row in rows:
+            yield row.model_dump(mode="json")
+        if len(rows) < page:
+            return
+        after = rows[-1].id
+
+
+async def export_audit_command(settings: Settings, since: str | None) -> int:
+    """Print the configured tenant's audit rows as JSON lines."""
+    moment = _since(since)
+    async with open_database(settings) as db, _audited(db, settings, "audit_export") as action:
+        action.detail.update(since=moment.isoformat(), rows=0)
+        async for row in export_audit(db, settings.tenant, moment):
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            action.detail["rows"] += 1
+        sys.stdout.flush()
+    return 0
+
+
+async def purge_audit_command(settings: Settings, older_than_days: int | None) -> int:
+    """Delete every tenant's audit rows older than the retention."""
+    days = settings.audit_retention_days if older_than_days is None else older_than_days
+    if days < 0:
+        raise InvalidInput("--older-than-days", f"{days} is negative", "0 (keep everything) or more days")
+    if days == 0:
+        print("audit retention is 0 (keep forever): nothing purged")
+        return 0
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    async with open_database(settings) as db, _audited(db, settings, "audit_purge") as action:
+        action.detail["before"] = cutoff.isoformat()
+        deleted = await db.purge_audit(cutoff)
+        action.detail["deleted"] = deleted
+    print(f"deleted {deleted} audit rows older than {cutoff:%Y-%m-%d %H:%M} UTC ({days} days)")
     return 0

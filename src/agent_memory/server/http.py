@@ -1,7 +1,7 @@
 """Streamable HTTP: our Starlette app with ``/healthz``, ``/readyz`` and the MCP endpoint at ``/mcp``.
 
-Stateless, so that any replica can serve any request; bearer auth unless ``AGENT_MEMORY_AUTH=none`` on a
-loopback bind.
+Stateless, so that any replica can serve any request; bearer auth (JWTs, tenant API keys, signed requests)
+unless ``AGENT_MEMORY_AUTH=none`` on a loopback bind.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import structlog
 import uvicorn
 from mcp.server.auth.settings import AuthSettings
@@ -26,6 +27,7 @@ from agent_memory.ratelimit import rate_limiter
 from agent_memory.runtime import Runtime
 from agent_memory.server.app import build_server
 from agent_memory.server.auth import token_identity, verifier_from
+from agent_memory.server.signing import SignedRequests
 from agent_memory.server.stdio import run_until_signal
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
@@ -33,6 +35,7 @@ from agent_memory.store.database import Database
 log = structlog.get_logger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+GRACE_SECONDS = 10  # how long calls in flight may take to finish after SIGTERM
 
 
 def is_loopback(host: str) -> bool:
@@ -45,8 +48,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def auth_options(settings: Settings) -> dict[str, Any]:
-    """The MCPServer arguments for the configured auth, or a clear error for an unsafe configuration."""
+def auth_options(settings: Settings, db: Database | None = None) -> dict[str, Any]:
+    """The MCPServer arguments for the configured auth, or a clear error for an unsafe configuration.
+    Bearer tokens are JWTs (when a secret or JWKS is configured) and the tenant API keys kept in ``db``."""
     if settings.auth == "none":
         if not is_loopback(settings.http_host):
             raise InvalidInput(
@@ -56,18 +60,17 @@ def auth_options(settings: Settings) -> dict[str, Any]:
             )
         return {}
     if settings.jwt_secret is None and settings.jwks is None:
-        raise InvalidInput(
-            "AGENT_MEMORY_JWT_SECRET",
-            "neither it nor AGENT_MEMORY_JWKS is set while AGENT_MEMORY_AUTH=required",
-            "an HS256 secret (or _FILE), a JWKS path or URL, or AGENT_MEMORY_AUTH=none on a loopback bind",
+        log.warning(
+            "no AGENT_MEMORY_JWT_SECRET or AGENT_MEMORY_JWKS: only tenant API keys (agent-memory keys create) "
+            "are accepted"
         )
     base = f"http://{settings.http_host}:{settings.http_port}"
     return {
-        "token_verifier": verifier_from(settings),
+        "token_verifier": verifier_from(settings, db),
         "auth": AuthSettings(
             issuer_url=settings.jwt_issuer or base,
             resource_server_url=f"{base}/mcp",
-            validate_token_resource=False,  # JwtVerifier checks `aud` itself (AGENT_MEMORY_JWT_AUDIENCE)
+            validate_token_resource=False,  # the verifier checks `aud` itself (AGENT_MEMORY_JWT_AUDIENCE)
         ),
     }
 
@@ -75,7 +78,7 @@ def auth_options(settings: Settings) -> dict[str, Any]:
 def create_app(db: Database, settings: Settings) -> Starlette:
     """A fresh ASGI app (the MCP session manager can run once per instance: one app per server)."""
     runtime = Runtime(db=db, settings=settings, identify=token_identity(settings), limiter=rate_limiter(settings))
-    server = build_server(runtime, **auth_options(settings))
+    server = build_server(runtime, **auth_options(settings, db))
     hosts = settings.allowed_hosts or [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
     mcp_app = server.streamable_http_app(
         stateless_http=True,
@@ -124,7 +127,10 @@ def create_app(db: Database, settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            Mount("/", app=mcp_app),
+            Mount(
+                "/",
+                app=SignedRequests(mcp_app, db, window=settings.signature_window, max_body=settings.max_request_bytes),
+            ),
         ],
         lifespan=lifespan,
     )
@@ -156,19 +162,28 @@ async def serve_http(settings: Settings) -> None:
     auth_options(settings)  # refuse an unsafe configuration before touching the database
     tls_options(settings)
 
-    async def run(db: Database) -> None:
+    async def run(db: Database, stopping: anyio.Event) -> None:
         config = uvicorn.Config(
             create_app(db, settings),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
             lifespan="on",
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=GRACE_SECONDS,
             **tls_options(settings),
         )
-        # uvicorn takes SIGTERM/SIGINT while it serves: it stops accepting, lets calls in flight finish
-        # (up to timeout_graceful_shutdown), then re-raises the signal for run_until_signal to finish up.
+        server = uvicorn.Server(config)
         log.info("serving streamable HTTP", host=settings.http_host, port=settings.http_port, auth=settings.auth)
-        await uvicorn.Server(config).serve()
+        async with anyio.create_task_group() as group:
+
+            async def stop() -> None:
+                await stopping.wait()
+                # uvicorn stops accepting connections, lets calls in flight finish (up to GRACE_SECONDS, then
+                # cancels them) and runs the app's shutdown; only then does serve() return and the pool close
+                server.should_exit = True
+
+            group.start_soon(stop)
+            await server.serve()
+            group.cancel_scope.cancel()
 
     await run_until_signal(settings, run)

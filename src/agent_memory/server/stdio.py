@@ -23,32 +23,42 @@ log = structlog.get_logger(__name__)
 async def serve_stdio(settings: Settings) -> None:
     """Serve MCP over stdin/stdout until the client closes stdin or a signal arrives."""
 
-    async def run(db: Database) -> None:
+    async def run(db: Database, stopping: anyio.Event) -> None:
         limiter = rate_limiter(settings)
         runtime = Runtime(db=db, settings=settings, identify=local_identity(settings), limiter=limiter)
         server = build_server(runtime, tenant_filter=settings.tenant)
         log.info("serving over stdio", tenant=settings.tenant)
         try:
-            await server.run_stdio_async()
+            async with anyio.create_task_group() as group:
+
+                async def stop() -> None:
+                    await stopping.wait()
+                    group.cancel_scope.cancel()  # one client, no queue: stop reading; the pool closes after
+
+                group.start_soon(stop)
+                await server.run_stdio_async()
+                group.cancel_scope.cancel()
         finally:
             await limiter.close()
 
     await run_until_signal(settings, run)
 
 
-async def run_until_signal(settings: Settings, run: Callable[[Database], Awaitable[None]]) -> None:
-    """Open the database, run ``run`` with it, and stop on SIGTERM or SIGINT with everything released."""
+async def run_until_signal(settings: Settings, run: Callable[[Database, anyio.Event], Awaitable[None]]) -> None:
+    """Open the database and run ``run`` with it. The first SIGTERM or SIGINT sets the event ``run`` was given:
+    it stops taking work, lets what is in flight finish and returns; then the pool closes."""
     async with open_database(settings) as db, anyio.create_task_group() as group:
+        stopping = anyio.Event()
 
         async def watch_signals() -> None:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    group.cancel_scope.cancel()
-                    return
+                    if not stopping.is_set():
+                        log.info("stopping", signal=signal.Signals(signum).name)
+                        stopping.set()
 
         async def main() -> None:
-            await run(db)
+            await run(db, stopping)
             group.cancel_scope.cancel()
 
         group.start_soon(watch_signals)

@@ -16,9 +16,9 @@ rather than see nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -30,7 +30,9 @@ from agent_memory.errors import AgentMemoryError, Conflict, Forbidden, InvalidIn
 from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
+    ApiKeyRow,
     ArtifactRow,
+    AuditRow,
     Candidate,
     ChunkRow,
     DecisionRow,
@@ -74,7 +76,16 @@ TABLES = (
     "views",
     "audit_log",
     "api_keys",
+    "request_signatures",
 )
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    """Close ``conn``, or drop it when it cannot be closed politely (a dead or unresponsive connection)."""
+    try:
+        await conn.close(timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        conn.terminate()
 
 
 class Database:
@@ -102,9 +113,13 @@ class Database:
             raise Unavailable(msg) from exc
         return cls(pool, dsn)
 
-    async def close(self) -> None:
-        """Close every connection, waiting for calls in flight."""
-        await self._pool.close()
+    async def close(self, grace: float = 10.0) -> None:
+        """Close every connection, waiting up to ``grace`` seconds for calls in flight; then drop the rest."""
+        with anyio.move_on_after(grace) as waited:
+            await self._pool.close()
+        if waited.cancelled_caught:
+            log.warning("connections still busy when the pool closed; terminating them", grace=grace)
+            self._pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -173,6 +188,27 @@ class Database:
         async with self._every_tenant() as conn:
             return [row["id"] for row in await conn.fetch("SELECT id FROM tenants ORDER BY id")]
 
+    async def api_key(self, key_id: str) -> ApiKeyRow | None:
+        """The key ``key_id`` of whichever tenant holds it, noting its use; None when no tenant does.
+
+        Its tenant is not known yet, so this is the one transaction that does not enter a tenant: row-level
+        security admits exactly the row of the key it names (``enter_key_lookup``), and nothing else."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(QUERIES["enter_key_lookup"], key_id)
+                row = await conn.fetchrow(QUERIES["find_api_key"], key_id)
+                if row is not None and row["revoked_at"] is None:
+                    await conn.execute(QUERIES["touch_api_key"], key_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise Unavailable(f"cannot check the API key: {exc.__class__.__name__}: {exc}") from exc
+        return None if row is None else to_row(ApiKeyRow, row)
+
+    async def purge_audit(self, before: datetime) -> int:
+        """Delete every tenant's audit rows older than ``before``; returns how many went."""
+        async with self._every_tenant() as conn:
+            status: str = await conn.execute(QUERIES["purge_audit"], before)
+        return int(status.rsplit(" ", 1)[-1])
+
     async def ping(self) -> None:
         """Round-trip to the database, raising ``Unavailable`` when it does not answer."""
         try:
@@ -184,28 +220,80 @@ class Database:
 
     @asynccontextmanager
     async def listen(
-        self, *channels: str, buffer: int = 1000
+        self, *channels: str, buffer: int = 1000, check_every: float = 30.0
     ) -> AsyncIterator[MemoryObjectReceiveStream[tuple[str, str]]]:
         """``(channel, payload)`` pairs NOTIFYed on ``channels``, over one dedicated connection (so the pool
-        keeps its size). When the reader falls ``buffer`` behind, newer ones are dropped with a warning."""
+        keeps its size). When the reader falls ``buffer`` behind, newer ones are dropped with a warning.
+
+        A lost connection ends the stream, and leaving the block then raises ``Unavailable`` saying why: the
+        server closed it (a restart, ``pg_terminate_backend``), or it did not answer the ``SELECT 1`` sent every
+        ``check_every`` seconds within as long (a connection dropped without a word). What was NOTIFYed while
+        it was gone is lost: open a new one and assume everything changed. ``Unavailable`` also when the
+        connection cannot be opened."""
         send, receive = anyio.create_memory_object_stream[tuple[str, str]](buffer)
+        lost: list[str] = []
 
         def on_notify(_conn: object, _pid: int, channel: str, payload: str) -> None:
             try:
                 send.send_nowait((channel, payload))
             except anyio.WouldBlock:
                 log.warning("notifications are backing up; dropping one", channel=channel, payload=payload)
+            except anyio.ClosedResourceError:
+                pass  # the connection was just found lost: the reader is told by the end of the stream
 
-        conn = await asyncpg.connect(self.dsn)
+        def on_lost(reason: str) -> None:
+            if not lost:
+                lost.append(reason)
+            send.close()
+
+        try:
+            conn = await self._listening_connection(channels, on_notify)
+        except Unavailable:
+            send.close()
+            receive.close()
+            raise
+        conn.add_termination_listener(lambda _conn: on_lost("the server closed the connection"))
+
+        async def check() -> None:
+            while not lost:
+                await anyio.sleep(check_every)
+                try:
+                    await conn.fetchval("SELECT 1", timeout=check_every)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    on_lost(f"the connection did not answer a check ({exc.__class__.__name__}: {exc})")
+
+        try:
+            async with send, receive, anyio.create_task_group() as group:
+                group.start_soon(check)
+                yield receive
+                group.cancel_scope.cancel()
+        finally:
+            gone = bool(lost)
+            lost.append("")  # from here on, closing is ours: not a loss
+            if gone:
+                conn.terminate()  # nothing to say goodbye to
+            else:
+                with anyio.CancelScope(shield=True):
+                    await _close_quietly(conn)
+        if lost[0]:
+            raise Unavailable(f"the LISTEN connection was lost: {lost[0]}")
+
+    async def _listening_connection(
+        self, channels: Sequence[str], on_notify: Callable[[object, int, str, str], None]
+    ) -> asyncpg.Connection:
+        """A new connection, as ``agent_memory_app``, listening on ``channels``; ``Unavailable`` if it cannot be."""
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise Unavailable(f"cannot open a connection to LISTEN: {exc.__class__.__name__}: {exc}") from exc
         try:
             await conn.execute(f"SET ROLE {APP_ROLE}")  # listening needs no privilege: hold none
             for channel in channels:
                 await conn.add_listener(channel, on_notify)
-            async with send, receive:
-                yield receive
-        finally:
-            with anyio.CancelScope(shield=True):
-                await conn.close()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await _close_quietly(conn)
+            raise Unavailable(f"cannot LISTEN: {exc.__class__.__name__}: {exc}") from exc
+        return conn
 
     @asynccontextmanager
     async def transaction(self, tenant: str) -> AsyncIterator[Tx]:
@@ -487,8 +575,11 @@ class Tx:
     async def decisions_by_ids(self, ids: Sequence[str]) -> list[DecisionRow]:
         return [to_row(DecisionRow, r) for r in await self._fetch("decisions_by_ids", list(ids))]
 
-    async def pending_handoffs(self, limit: int) -> list[HandoffRow]:
-        return [to_row(HandoffRow, r) for r in await self._fetch("pending_handoffs", limit)]
+    async def agents_awaiting_handoffs(self, limit: int) -> list[str]:
+        return [row["to_agent"] for row in await self._fetch("agents_awaiting_handoffs", limit)]
+
+    async def pending_handoffs(self, to_agent: str, limit: int) -> list[HandoffRow]:
+        return [to_row(HandoffRow, r) for r in await self._fetch("pending_handoffs", to_agent, limit)]
 
     async def delivered_handoffs(self, session_id: str, limit: int) -> list[HandoffRow]:
         return [to_row(HandoffRow, r) for r in await self._fetch("delivered_handoffs", session_id, limit)]
@@ -576,3 +667,27 @@ class Tx:
             request_id,
             detail or {},
         )
+
+    async def audit_since(self, since: datetime, after_id: int, limit: int) -> list[AuditRow]:
+        """A page of this tenant's audit trail from ``since`` on, after row ``after_id``, oldest first."""
+        return [to_row(AuditRow, r) for r in await self._fetch("audit_since", since, after_id, limit)]
+
+    # API keys and signed requests
+
+    async def insert_api_key(
+        self, key_id: str, name: str, key_hash: str, roles: Sequence[str], agent_id: str | None, *, signed: bool
+    ) -> ApiKeyRow:
+        return to_row(
+            ApiKeyRow, await self._fetchrow("insert_api_key", key_id, name, key_hash, list(roles), agent_id, signed)
+        )
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        return [to_row(ApiKeyRow, r) for r in await self._fetch("list_api_keys")]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyRow | None:
+        row = await self._fetchrow("revoke_api_key", key_id)
+        return None if row is None else to_row(ApiKeyRow, row)
+
+    async def remember_signature(self, signature: str, keep: timedelta) -> bool:
+        """Record a signed request's signature; False when it was seen before (a replay)."""
+        return await self._fetchrow("remember_signature", signature, keep) is not None

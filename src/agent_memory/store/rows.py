@@ -148,6 +148,32 @@ class ViewRow(Row):
     updated_at: datetime
 
 
+class ApiKeyRow(Row):
+    tenant_id: str
+    id: str
+    name: str
+    key_hash: str
+    roles: list[str]
+    agent_id: str | None
+    require_signature: bool
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class AuditRow(Row):
+    id: int
+    tenant_id: str
+    principal: str
+    action: str
+    resource_ids: list[str]
+    success: bool
+    latency_ms: float | None
+    request_id: str | None
+    detail: dict[str, Any]
+    at: datetime
+
+
 RowT = TypeVar("RowT", bound=Row)
 
 

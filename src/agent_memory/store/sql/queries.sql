@@ -159,11 +159,16 @@ LIMIT $4;
 -- name: decisions_by_ids
 SELECT * FROM decisions WHERE tenant_id = $1 AND id = ANY($2::text[]);
 
+-- name: agents_awaiting_handoffs
+-- The agents with packets pending (the hot set keeps them: a recall of any other agent needs no lookup).
+SELECT DISTINCT to_agent FROM handoffs WHERE tenant_id = $1 AND status = 'pending' LIMIT $2;
+
 -- name: pending_handoffs
+-- The packets waiting for agent $2, oldest first (read on every recall: they are delivered by the first).
 SELECT * FROM handoffs
-WHERE tenant_id = $1 AND status = 'pending'
+WHERE tenant_id = $1 AND to_agent = $2 AND status = 'pending'
 ORDER BY created_at, id
-LIMIT $2;
+LIMIT $3;
 
 -- name: delivered_handoffs
 -- Packets an earlier recall of session $2 delivered: they keep shaping that session's bundles.
@@ -264,3 +269,53 @@ SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user;
 -- Which of the events $2 recorded decisions that were superseded by $3.
 SELECT event_id FROM decisions
 WHERE tenant_id = $1 AND event_id = ANY($2::text[]) AND superseded_at IS NOT NULL AND superseded_at <= $3;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- API keys, signed requests and the audit trail's export and retention.
+
+-- name: insert_api_key
+INSERT INTO api_keys (tenant_id, id, name, key_hash, roles, agent_id, require_signature)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING *;
+
+-- name: list_api_keys
+SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id;
+
+-- name: revoke_api_key
+-- Revoke key $2 (a revoked key stays revoked: revoking it again keeps the first time).
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2
+RETURNING *;
+
+-- name: enter_key_lookup
+-- Instead of enter_tenant, for the one transaction that finds key $1 before its tenant is known: as
+-- agent_memory_app, with no tenant, row-level security admits only that key's row (policy key_lookup).
+SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.api_key', $1, true);
+
+-- name: find_api_key
+SELECT * FROM api_keys WHERE id = $1;
+
+-- name: touch_api_key
+-- Record a key's use, at most once a minute (a write per request would cost every call).
+UPDATE api_keys SET last_used_at = now()
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
+
+-- name: remember_signature
+-- Record signature $2 as seen; no row back means it was seen before: a replay. Signatures older than $3
+-- (twice the replay window: a timestamp that old is refused anyway) are forgotten on the way.
+WITH forgotten AS (
+    DELETE FROM request_signatures WHERE tenant_id = $1 AND seen_at < now() - $3::interval
+)
+INSERT INTO request_signatures (tenant_id, signature) VALUES ($1, $2)
+ON CONFLICT (tenant_id, signature) DO NOTHING
+RETURNING signature;
+
+-- name: audit_since
+-- A page of the tenant's audit trail from $2 on, after row $3, oldest first.
+SELECT * FROM audit_log
+WHERE tenant_id = $1 AND at >= $2 AND id > $3
+ORDER BY id
+LIMIT $4;
+
+-- name: purge_audit
+-- Audit rows of every tenant older than $1 (maintenance, as a login that bypasses row-level security).
+DELETE FROM audit_log WHERE at < $1;

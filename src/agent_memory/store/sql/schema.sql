@@ -204,7 +204,7 @@ CREATE TABLE handoffs (
     delivered_session text,   -- the receiving agent's session whose recall delivered it
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX handoffs_pending ON handoffs (tenant_id, created_at) WHERE status = 'pending';
+CREATE INDEX handoffs_pending ON handoffs (tenant_id, to_agent, created_at) WHERE status = 'pending';
 CREATE INDEX handoffs_delivered ON handoffs (tenant_id, delivered_session, delivered_at DESC)
     WHERE status = 'delivered';
 
@@ -235,18 +235,32 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_tenant_at ON audit_log (tenant_id, at);
 
--- Tenant API keys for service clients: only a hash is stored.
+-- Tenant API keys for service clients: only a hash is stored. A key may be bound to one agent (NULL: any agent
+-- of its tenant) and may require every request to be signed. Key ids are unique across tenants: a request
+-- names its key before anyone knows its tenant.
 CREATE TABLE api_keys (
-    tenant_id     text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    id            text NOT NULL,
-    name          text NOT NULL,
-    key_hash      text NOT NULL UNIQUE,
-    roles         text[] NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    revoked_at    timestamptz,
-    last_used_at  timestamptz,
+    tenant_id          text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id                 text NOT NULL,
+    name               text NOT NULL,
+    key_hash           text NOT NULL UNIQUE,
+    roles              text[] NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    revoked_at         timestamptz,
+    last_used_at       timestamptz,
+    agent_id           text,
+    require_signature  boolean NOT NULL DEFAULT false,
     PRIMARY KEY (tenant_id, id)
 );
+CREATE UNIQUE INDEX api_keys_id ON api_keys (id);
+
+-- Signatures of signed requests seen within the replay window: a second request with one is a replay.
+CREATE TABLE request_signatures (
+    tenant_id  text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    signature  text NOT NULL,
+    seen_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, signature)
+);
+CREATE INDEX request_signatures_seen ON request_signatures (tenant_id, seen_at);
 
 -- Row-level security: the second wall between tenants. The server runs its tenant transactions as
 -- agent_memory_app (no superuser, no owner: both would bypass row-level security) with the tenant set in
@@ -297,6 +311,7 @@ GRANT SELECT, INSERT, UPDATE ON tenants TO agent_memory_app;
 GRANT SELECT, INSERT, DELETE ON events, chunks, artifacts TO agent_memory_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, tasks, handoffs, views, api_keys TO agent_memory_app;
 GRANT SELECT, INSERT ON audit_log TO agent_memory_app;
+GRANT SELECT, INSERT, DELETE ON request_signatures TO agent_memory_app;
 
 -- The tenant of the current transaction; NULL when none is set (a setting once set reads '' afterwards).
 CREATE FUNCTION current_tenant() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -331,4 +346,15 @@ CREATE POLICY tenant_isolation ON audit_log
     USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
 ALTER TABLE api_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON api_keys
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+-- A key of any tenant is admitted to exactly one lookup: the transaction that names its id in
+-- agent_memory.api_key (set only by the server's key check, with no tenant set) sees that one row and may only
+-- record its use.
+CREATE POLICY key_lookup ON api_keys FOR SELECT
+    USING (id = nullif(current_setting('agent_memory.api_key', true), ''));
+CREATE POLICY key_touch ON api_keys FOR UPDATE
+    USING (id = nullif(current_setting('agent_memory.api_key', true), ''))
+    WITH CHECK (id = nullif(current_setting('agent_memory.api_key', true), ''));
+ALTER TABLE request_signatures ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON request_signatures
     USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());

@@ -1,0 +1,143 @@
+"""The change relay survives losing its LISTEN connection: it reconnects, and the hot set never stays stale."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+from structlog.testing import capture_logs
+
+from agent_memory import views
+from agent_memory.runtime import Runtime, local_identity
+from agent_memory.server.app import Backoff, build_server
+from agent_memory.settings import Settings
+from agent_memory.store.database import Database
+from tests.helpers import call
+from tests.store.test_listen import listening_backends
+
+pytestmark = pytest.mark.anyio
+
+FAST_RECONNECT = Backoff(first=0.05, most=0.2)
+REESTABLISHED = "LISTEN connection re-established; the hot set starts empty"
+RETRYING = "cannot LISTEN yet"
+
+
+class Logged:
+    """A structlog processor (for ``capture_logs``) that lets a test wait, without polling, until an event has
+    been logged a number of times."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._waiters: list[tuple[str, int, anyio.Event]] = []
+
+    def __call__(self, _logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        self.counts[event["event"]] += 1
+        for name, times, seen in self._waiters:
+            if self.counts[name] >= times:
+                seen.set()
+        return event
+
+    async def seen(self, name: str, times: int = 1, within: float = 20) -> None:
+        seen = anyio.Event()
+        self._waiters.append((name, times, seen))
+        if self.counts[name] >= times:
+            seen.set()
+        with anyio.fail_after(within):
+            await seen.wait()
+
+
+async def _terminate(db: Database, pid: int) -> None:
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+
+async def _continue(client: Client) -> dict[str, Any]:
+    return await call(client, "recall", intent="continue", session_id="s1")
+
+
+def _rules(bundle: dict[str, Any]) -> str:
+    return " ".join(item["text"] for s in bundle["sections"] if s["name"] == "rules" for item in s["items"])
+
+
+@asynccontextmanager
+async def _served(db: Database, settings: Settings) -> AsyncIterator[tuple[Client, Runtime]]:
+    runtime = Runtime(db=db, settings=settings, identify=local_identity(settings))
+    server = build_server(runtime, tenant_filter=settings.tenant, reconnect=FAST_RECONNECT)
+    async with Client(server, raise_exceptions=True) as client:
+        yield client, runtime
+
+
+async def test_a_killed_listen_connection_is_replaced_and_changes_still_arrive(
+    db: Database, settings: Settings
+) -> None:
+    """The LISTEN backend is terminated (as a database restart or a proxy would): a warning is logged, the
+    relay reconnects and logs it, the hot set starts empty, and a view changed afterwards by another connection
+    still reaches the hot set (the next "continue" recall shows it) and the view's listeners."""
+    await views.set_view(db, "local", "rules", "Old rule: cite sources.", "test")
+    logged = Logged()
+    with capture_logs([logged]) as logs:
+        async with _served(db, settings) as (client, runtime):
+            await _continue(client)
+            assert (await _continue(client))["provenance"]["path"] == "fast"
+            (old,) = await listening_backends(db)
+            await _terminate(db, old)
+            await logged.seen(REESTABLISHED)
+            assert not runtime.hot.suspended
+            assert old not in await listening_backends(db)
+            after = await _continue(client)
+            assert after["provenance"]["path"] != "fast", "the hot set outlived a gap in which changes were missed"
+            assert (await _continue(client))["provenance"]["path"] == "fast"
+
+            async with client.listen(resource_subscriptions=["memory://rules"]) as subscription:
+                await views.set_view(db, "local", "rules", "New rule: be brief.", "test")
+                with anyio.fail_after(10):
+                    event = await subscription.__anext__()
+            assert event.uri == "memory://rules"  # type: ignore[union-attr]
+            assert "New rule: be brief." in _rules(await _continue(client))
+    lost = [e for e in logs if e["event"].startswith("LISTEN connection lost")]
+    back = [e for e in logs if e["event"] == REESTABLISHED]
+    assert [e["log_level"] for e in lost] == ["warning"]
+    assert "server closed the connection" in lost[0]["reason"]
+    assert [e["log_level"] for e in back] == ["info"]
+
+
+async def test_while_the_database_refuses_connections_the_relay_retries_and_the_server_serves(
+    server_dsn: str, db: Database, settings: Settings
+) -> None:
+    """While the database refuses new connections the relay keeps retrying with backoff (a warning per
+    attempt), the hot set is bypassed and calls are still answered; once it accepts again the relay is back and
+    the hot set caches again."""
+    async with db.pool.acquire() as conn:
+        name = await conn.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(server_dsn)
+    logged = Logged()
+    try:
+        with capture_logs([logged]) as logs:
+            async with _served(db, settings) as (client, runtime):
+                await _continue(client)
+                (old,) = await listening_backends(db)
+                await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+                await _terminate(db, old)
+                await logged.seen(RETRYING, times=2)
+                assert runtime.hot.suspended
+                for _ in range(2):
+                    assert (await _continue(client))["provenance"]["path"] != "fast"
+
+                await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+                await logged.seen(REESTABLISHED)
+                await _continue(client)
+                assert (await _continue(client))["provenance"]["path"] == "fast"
+    finally:
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        await admin.close()
+    retries = [e for e in logs if e["event"] == RETRYING]
+    assert all(e["log_level"] == "warning" for e in retries)
+    waits = [e["retry_in"] for e in retries]
+    assert waits == sorted(waits)
+    assert max(waits) <= FAST_RECONNECT.most

@@ -1,0 +1,87 @@
+"""The audit trail's export (JSON lines, from a time on) and retention (purge), from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from agent_memory.store.database import Database
+from tests.helpers import call
+
+pytestmark = pytest.mark.anyio
+
+EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
+
+
+def cli(database_url: str, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
+    env.update(AGENT_MEMORY_DATABASE_URL=database_url, **env_extra)
+    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+async def _age_rows(db: Database, tenant: str, days: int) -> None:
+    """Move every audit row of ``tenant`` ``days`` into the past (as the login user: the server cannot)."""
+    async with db.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE audit_log SET at = at - make_interval(days => $2) WHERE tenant_id = $1", tenant, days
+        )
+
+
+async def test_export_prints_the_tenants_rows_as_json_lines_since_a_time(
+    database_url: str, db: Database, client: Client
+) -> None:
+    """Every tool call is a row; export prints one JSON object per line, oldest first, only of --tenant,
+    only from --since on; the export itself is audited."""
+    written = await call(client, "remember", text="the release is on friday")
+    await call(client, "recall", query="release")
+    await _age_rows(db, "local", 10)
+    await call(client, "recall", query="friday")
+
+    everything = cli(database_url, "audit", "export", "--tenant", "local")
+    assert everything.returncode == 0, everything.stderr
+    rows = [json.loads(line) for line in everything.stdout.splitlines()]
+    assert [row["action"] for row in rows] == ["remember", "recall", "recall"]
+    assert rows[0]["resource_ids"] == [written["events"][0]["id"]]
+    assert {row["tenant_id"] for row in rows} == {"local"}
+    assert all(row["success"] and row["latency_ms"] >= 0 for row in rows)
+
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    recent = cli(database_url, "audit", "export", "--tenant", "local", "--since", since)
+    actions = [json.loads(line)["action"] for line in recent.stdout.splitlines()]
+    assert actions == ["recall", "audit_export"]
+
+    assert cli(database_url, "audit", "export", "--tenant", "globex").stdout == ""
+    bad = cli(database_url, "audit", "export", "--since", "last tuesday")
+    assert bad.returncode == 1
+    assert "--since" in bad.stderr
+    assert "ISO 8601" in bad.stderr
+
+
+async def test_purge_deletes_rows_older_than_the_retention(database_url: str, db: Database, client: Client) -> None:
+    """Rows older than AGENT_MEMORY_AUDIT_RETENTION_DAYS go, younger ones stay; 0 keeps everything."""
+    await call(client, "recall", query="old")
+    await _age_rows(db, "local", 40)
+    await call(client, "recall", query="new")
+
+    kept = cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="0")
+    assert kept.returncode == 0, kept.stderr
+    assert "nothing purged" in kept.stdout
+
+    purged = cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="30")
+    assert purged.returncode == 0, purged.stderr
+    assert "deleted 1 audit rows" in purged.stdout
+    async with db.pool.acquire() as conn:
+        left = await conn.fetch("SELECT action, detail FROM audit_log ORDER BY id")
+    assert [row["action"] for row in left] == ["recall", "audit_purge"]
+    assert left[1]["detail"]["deleted"] == 1
+
+    flag = cli(database_url, "audit", "purge", "--older-than-days", "-3")
+    assert flag.returncode == 1
+    assert "--older-than-days" in flag.stderr
