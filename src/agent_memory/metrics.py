@@ -5,9 +5,10 @@ Each server (and each test's server) has its own registry, so several can live i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -46,7 +47,38 @@ class Metrics:
         self.pool_connections = Gauge(
             "agent_memory_db_connections", "Database pool connections.", ["state"], registry=self.registry
         )
+        self.database_up = Gauge(
+            "agent_memory_database_up", "1 when the database answered the last check, else 0.", registry=self.registry
+        )
+        self.auth_failures = Counter(
+            "agent_memory_auth_failures",
+            "Requests refused for their credentials (bearer token, API key or signature).",
+            ["kind"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU seconds, open fds
+        self.memory_limit = Gauge(
+            "agent_memory_memory_limit_bytes",
+            "The memory limit of this process's container (cgroup); absent when there is none.",
+            registry=self.registry,
+        )
+        limit = memory_limit()
+        if limit is not None:
+            self.memory_limit.set(limit)
 
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+def memory_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The cgroup memory limit in bytes (v2 ``memory.max``, else v1), or None when unlimited or unknown."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (root / name).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 reports "no limit" as a huge number
+            return int(text)
+        return None
+    return None

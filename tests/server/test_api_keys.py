@@ -4,6 +4,7 @@ request by every replica, and signatures that hold once within their window."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -165,6 +166,10 @@ async def test_wrong_unknown_and_malformed_keys_get_401(database_url: str, db: D
             http.auth = Bearer(token)
             response = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
             assert response.status_code == 401, token
+        metrics = (await http.get("/metrics")).text
+    counted = re.search(r'(?m)^agent_memory_auth_failures_total\{kind="api_key"\} (\d+)', metrics)
+    assert counted is not None
+    assert int(float(counted[1])) == len(bad)
 
 
 async def test_roles_and_agent_binding_of_keys(database_url: str, db: Database, settings: Settings) -> None:

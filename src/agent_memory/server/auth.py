@@ -32,9 +32,10 @@ class BearerVerifier(TokenVerifier):
     """Any refused token is ``None`` (the SDK answers 401 with ``WWW-Authenticate``); a refusal never raises.
     A database that does not answer does raise (a 500, not a misleading 401)."""
 
-    def __init__(self, verifier: Verifier, db: Database | None) -> None:
+    def __init__(self, verifier: Verifier, db: Database | None, refused: Callable[[str], None] | None = None) -> None:
         self._verifier = verifier
         self._db = db
+        self._refused = refused or (lambda _kind: None)  # counts refusals by kind: "jwt", "api_key"
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if keys.looks_like_key(token) and self._db is not None:
@@ -43,6 +44,7 @@ class BearerVerifier(TokenVerifier):
             claims = await self._verifier.claims(token)
         except TokenRejected as exc:
             log.info("bearer token refused", reason=str(exc))
+            self._refused("jwt")
             return None
         return AccessToken(
             token=token,
@@ -62,6 +64,7 @@ class BearerVerifier(TokenVerifier):
                 row = await keys.authenticate(db, token)
         except keys.KeyRejected as exc:
             log.info("API key refused", reason=str(exc))
+            self._refused("api_key")
             return None
         claims = {
             "tenant": row.tenant_id,
@@ -72,13 +75,16 @@ class BearerVerifier(TokenVerifier):
         return AccessToken(token=token, client_id=row.id, scopes=list(row.roles), subject=claims["sub"], claims=claims)
 
 
-def verifier_from(settings: Settings, db: Database | None = None) -> BearerVerifier:
-    """The verifier for the configured HS256 secret and/or JWKS, and the tenant API keys in ``db``."""
+def verifier_from(
+    settings: Settings, db: Database | None = None, refused: Callable[[str], None] | None = None
+) -> BearerVerifier:
+    """The verifier for the configured HS256 secret and/or JWKS, and the tenant API keys in ``db``; ``refused``
+    is told the kind of each credential it refuses."""
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     jwt_verifier = Verifier(
         secret=secret, jwks=settings.jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
-    return BearerVerifier(jwt_verifier, db)
+    return BearerVerifier(jwt_verifier, db, refused)
 
 
 def token_identity(settings: Settings) -> Callable[[], Caller]:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from agent_memory.errors import AgentMemoryError, InvalidInput
+from agent_memory.metrics import Metrics
 from agent_memory.ratelimit import rate_limiter
 from agent_memory.runtime import Runtime
 from agent_memory.server.app import build_server
@@ -48,7 +49,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def auth_options(settings: Settings, db: Database | None = None) -> dict[str, Any]:
+def auth_options(settings: Settings, db: Database | None = None, metrics: Metrics | None = None) -> dict[str, Any]:
     """The MCPServer arguments for the configured auth, or a clear error for an unsafe configuration.
     Bearer tokens are JWTs (when a secret or JWKS is configured) and the tenant API keys kept in ``db``."""
     if settings.auth == "none":
@@ -66,7 +67,9 @@ def auth_options(settings: Settings, db: Database | None = None) -> dict[str, An
         )
     base = f"http://{settings.http_host}:{settings.http_port}"
     return {
-        "token_verifier": verifier_from(settings, db),
+        "token_verifier": verifier_from(
+            settings, db, None if metrics is None else lambda kind: metrics.auth_failures.labels(kind=kind).inc()
+        ),
         "auth": AuthSettings(
             issuer_url=settings.jwt_issuer or base,
             resource_server_url=f"{base}/mcp",
@@ -78,7 +81,7 @@ def auth_options(settings: Settings, db: Database | None = None) -> dict[str, An
 def create_app(db: Database, settings: Settings) -> Starlette:
     """A fresh ASGI app (the MCP session manager can run once per instance: one app per server)."""
     runtime = Runtime(db=db, settings=settings, identify=token_identity(settings), limiter=rate_limiter(settings))
-    server = build_server(runtime, **auth_options(settings, db))
+    server = build_server(runtime, **auth_options(settings, db, runtime.metrics))
     hosts = settings.allowed_hosts or [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
     mcp_app = server.streamable_http_app(
         stateless_http=True,
@@ -96,6 +99,12 @@ def create_app(db: Database, settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def metrics(_: Request) -> Response:
+        try:
+            with anyio.fail_after(2):
+                await db.ping()
+            runtime.metrics.database_up.set(1)
+        except (AgentMemoryError, TimeoutError):
+            runtime.metrics.database_up.set(0)
         size, idle = db.pool.get_size(), db.pool.get_idle_size()
         runtime.metrics.pool_connections.labels(state="in_use").set(size - idle)
         runtime.metrics.pool_connections.labels(state="idle").set(idle)
@@ -129,7 +138,13 @@ def create_app(db: Database, settings: Settings) -> Starlette:
             Route("/metrics", metrics),
             Mount(
                 "/",
-                app=SignedRequests(mcp_app, db, window=settings.signature_window, max_body=settings.max_request_bytes),
+                app=SignedRequests(
+                    mcp_app,
+                    db,
+                    window=settings.signature_window,
+                    max_body=settings.max_request_bytes,
+                    refused=lambda: runtime.metrics.auth_failures.labels(kind="signature").inc(),
+                ),
             ),
         ],
         lifespan=lifespan,

@@ -9,6 +9,7 @@ without those headers pass through untouched.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import structlog
 from starlette.datastructures import Headers
@@ -25,11 +26,14 @@ log = structlog.get_logger(__name__)
 class SignedRequests:
     """ASGI middleware in front of the MCP app; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, db: Database, *, window: float, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, db: Database, *, window: float, max_body: int, refused: Callable[[], None] = lambda: None
+    ) -> None:
         self._app = app
         self._db = db
         self._window = window
         self._max_body = max_body
+        self._refused = refused  # told of each request refused for its signature
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +46,7 @@ class SignedRequests:
             return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not keys.looks_like_key(token) or "." in token:
+            self._refused()
             await _refuse(
                 send, 401, "invalid_token", "a signed request sends its API key's id (key_...) as its bearer token"
             )
@@ -65,6 +70,7 @@ class SignedRequests:
             )
         except keys.KeyRejected as exc:
             log.info("signed request refused", reason=str(exc), key_id=token)
+            self._refused()
             await _refuse(send, 401, "invalid_token", str(exc))
             return
         except AgentMemoryError as exc:
