@@ -25,6 +25,7 @@ COMMANDS = [
     ["views"],
     ["views", "set"],
     ["views", "show"],
+    ["forget"],
     ["keys"],
     ["keys", "create"],
     ["keys", "list"],

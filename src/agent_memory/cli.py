@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_keys(commands, common)
     _add_audit(commands, common)
+    _add_forget(commands, common)
 
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
@@ -162,6 +163,23 @@ def _add_keys(commands: Any, common: argparse.ArgumentParser) -> None:
     key_commands.add_parser("list", parents=[common], help="list keys (never the keys)", description="List keys.")
     revoke = key_commands.add_parser("revoke", parents=[common], help="revoke a key", description="Revoke a key.")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…)")
+
+
+def _add_forget(commands: Any, common: argparse.ArgumentParser) -> None:
+    forget = commands.add_parser(
+        "forget",
+        parents=[common],
+        help="delete events, a session, a subject or a whole tenant, everywhere",
+        description="Permanently delete from --tenant: events by id, a session, every event mentioning a "
+        "subject (blanked out of the views too), or everything. Duplicates, chunks, artifacts, decisions and task "
+        "state derived from them go too; the audit log keeps a tombstone with the counts. Prints the receipt.",
+    )
+    scope = forget.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--event", action="append", dest="event_ids", metavar="EVENT_ID", help="repeatable")
+    scope.add_argument("--session", dest="session_id", help="a session id")
+    scope.add_argument("--subject", help="text to forget wherever it appears (case-insensitive)")
+    scope.add_argument("--everything", action="store_true", help="the whole tenant (needs --yes)")
+    forget.add_argument("--yes", action="store_true", help="confirm --everything")
 
 
 def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -271,6 +289,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "doctor": lambda: commands.doctor_command(settings),
         "reindex": lambda: commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch),
         "keys": lambda: _keys(commands, args, settings),
+        "forget": lambda: _forget(commands, args, settings),
         "audit": lambda: (
             commands.export_audit_command(settings, args.since)
             if args.audit_command == "export"
@@ -294,6 +313,18 @@ async def _keys(commands: Any, args: argparse.Namespace, settings: Settings) -> 
         result = await commands.list_keys_command(settings)
     else:
         result = await commands.revoke_key_command(settings, args.key_id)
+    return result
+
+
+async def _forget(commands: Any, args: argparse.Namespace, settings: Settings) -> int:
+    if args.everything and not args.yes:
+        print(
+            f"agent-memory: forget --everything deletes all of tenant {settings.tenant!r}: add --yes", file=sys.stderr
+        )
+        return 2
+    result: int = await commands.forget_command(
+        settings, event_ids=args.event_ids, session_id=args.session_id, subject=args.subject, everything=args.everything
+    )
     return result
 
 

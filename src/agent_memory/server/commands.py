@@ -19,6 +19,8 @@ import anyio
 from agent_memory import audit, keys, views
 from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError, InvalidInput
+from agent_memory.forget import forget
+from agent_memory.forget import scope_of as forget_scope
 from agent_memory.reindex import ReindexReport
 from agent_memory.reindex import reindex as rebuild
 from agent_memory.settings import Settings
@@ -35,6 +37,7 @@ __all__ = [
     "doctor_command",
     "export_audit",
     "export_audit_command",
+    "forget_command",
     "list_keys_command",
     "migrate",
     "purge_audit_command",
@@ -310,4 +313,15 @@ async def purge_audit_command(settings: Settings, older_than_days: int | None) -
         deleted = await db.purge_audit(cutoff)
         action.detail["deleted"] = deleted
     print(f"deleted {deleted} audit rows older than {cutoff:%Y-%m-%d %H:%M} UTC ({days} days)")
+    return 0
+
+
+async def forget_command(
+    settings: Settings, *, event_ids: list[str] | None, session_id: str | None, subject: str | None, everything: bool
+) -> int:
+    """Forget a scope of the configured tenant and print the receipt as JSON."""
+    scope, value = forget_scope(event_ids=event_ids, session_id=session_id, subject=subject, everything=everything)
+    async with open_database(settings) as db:
+        receipt = await forget(db, _operator(settings), scope, value)
+    print(json.dumps({"tenant": settings.tenant, **receipt.model_dump()}, indent=2))
     return 0

@@ -644,6 +644,62 @@ class Tx:
     async def delete_chunks_of_events(self, event_ids: Sequence[str]) -> None:
         await self._execute("delete_chunks_of_events", list(event_ids))
 
+    # forgetting (sql/admin.sql)
+
+    async def events_to_forget(self, scope: str, value: str | None = None) -> list[str]:
+        """Ids of the events ``scope`` names: ``session`` (value: its id), ``subject`` (value: text found
+        anywhere in the event, case-insensitively) or ``all``."""
+        rows = await self._fetch(
+            f"forget_targets_by_{scope}" if value is not None else "forget_targets_all",
+            *([value] if value is not None else []),
+        )
+        return [row["id"] for row in rows]
+
+    async def existing_events(self, ids: Sequence[str]) -> list[str]:
+        return [row["id"] for row in await self._fetch("forget_existing", list(ids))]
+
+    async def duplicates_of(self, ids: Sequence[str]) -> list[str]:
+        return [row["id"] for row in await self._fetch("forget_duplicates", list(ids))]
+
+    async def tasks_of_events(self, ids: Sequence[str]) -> list[str]:
+        return [row["task_id"] for row in await self._fetch("forget_task_ids", list(ids))]
+
+    async def decisions_of_events(self, ids: Sequence[str]) -> list[tuple[str, str | None, str | None]]:
+        rows = await self._fetch("forget_decisions", list(ids))
+        return [(row["id"], row["supersedes"], row["superseded_by"]) for row in rows]
+
+    async def relink_decisions(self, predecessor: str | None, successor: str | None) -> None:
+        """Splice a decision chain around a forgotten link: ``predecessor`` is now superseded by ``successor``."""
+        if predecessor is not None:
+            await self._execute("forget_relink_predecessor", predecessor, successor)
+        if successor is not None:
+            await self._execute("forget_relink_successor", successor, predecessor)
+
+    async def delete_events(self, ids: Sequence[str]) -> dict[str, int]:
+        """Delete events ``ids`` and what cascades from them; the number of rows of each table that went."""
+        counted = await self._fetchrow("forget_count_derived", list(ids))
+        status = await self._execute("forget_events", list(ids))
+        return {"events": int(status.rsplit(" ", 1)[-1]), **{name: int(n) for name, n in dict(counted).items()}}
+
+    async def replace_tasks(self, task_ids: Sequence[str]) -> tuple[int, list[EventRow]]:
+        """Delete tasks ``task_ids``; returns how many, and the task updates left to replay them from."""
+        status = await self._execute("forget_tasks", list(task_ids))
+        updates = [to_row(EventRow, r) for r in await self._fetch("forget_task_updates", list(task_ids))]
+        return int(status.rsplit(" ", 1)[-1]), updates
+
+    async def delete_handoffs(self, scope: str, value: str | None = None) -> int:
+        """Delete the handoffs of a session, those mentioning a subject, or (``all``) every one."""
+        name = f"forget_handoffs_by_{scope}" if value is not None else "forget_handoffs_all"
+        status = await self._execute(name, *([value] if value is not None else []))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def delete_everything_else(self) -> dict[str, int]:
+        """Delete the tenant's views and API keys (forgetting a whole tenant)."""
+        counts = {}
+        for table, name in (("views", "forget_views_all"), ("api_keys", "forget_api_keys_all")):
+            counts[table] = int((await self._execute(name)).rsplit(" ", 1)[-1])
+        return counts
+
     # audit
 
     async def audit(

@@ -1,4 +1,5 @@
-"""Named SQL blocks from ``sql/queries.sql``, loaded once.
+"""Named SQL blocks from ``sql/queries.sql`` and ``sql/admin.sql`` (the data-protection commands), loaded once
+into one name space.
 
 A block starts with ``-- name: NAME``; comment lines right after it document the query. Only ``store/``
 runs SQL, always by name: ``QUERIES["insert_event"]``.
@@ -26,8 +27,12 @@ def parse(text: str) -> dict[str, str]:
     return queries
 
 
+FILES: Final = ("queries.sql", "admin.sql")
+
+
 def _load() -> MappingProxyType[str, str]:
-    text = resources.files("agent_memory.store").joinpath("sql/queries.sql").read_text(encoding="utf-8")
+    folder = resources.files("agent_memory.store").joinpath("sql")
+    text = "\n".join(folder.joinpath(name).read_text(encoding="utf-8") for name in FILES)
     return MappingProxyType(parse(text))
 
 

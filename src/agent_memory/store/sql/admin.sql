@@ -1,0 +1,69 @@
+-- Named SQL of the data-protection commands (forget). Loaded with queries.sql into one name space.
+
+-- name: forget_targets_by_session
+SELECT id FROM events WHERE tenant_id = $1 AND session_id = $2;
+
+-- name: forget_targets_by_subject
+-- Events in which $2 appears anywhere (text, actor, tags, metadata, structured fields), case-insensitively.
+SELECT id FROM events e WHERE e.tenant_id = $1 AND strpos(lower(e::text), lower($2)) > 0;
+
+-- name: forget_targets_all
+SELECT id FROM events WHERE tenant_id = $1;
+
+-- name: forget_existing
+SELECT id FROM events WHERE tenant_id = $1 AND id = ANY($2::text[]);
+
+-- name: forget_duplicates
+-- Events recorded as duplicates of $2: they hold the same text.
+SELECT id FROM events WHERE tenant_id = $1 AND duplicate_of = ANY($2::text[]) AND NOT id = ANY($2::text[]);
+
+-- name: forget_task_ids
+-- The tasks that task updates among $2 created or changed.
+SELECT DISTINCT structured -> 'task' ->> 'task_id' AS task_id FROM events
+WHERE tenant_id = $1 AND id = ANY($2::text[]) AND kind = 'task_update';
+
+-- name: forget_decisions
+-- The decisions recorded by events $2, with their chain links (to splice the chain around them).
+SELECT id, supersedes, superseded_by FROM decisions WHERE tenant_id = $1 AND event_id = ANY($2::text[]);
+
+-- name: forget_relink_successor
+-- Decision $2 now supersedes $3 (the forgotten decision between them is gone).
+UPDATE decisions SET supersedes = $3 WHERE tenant_id = $1 AND id = $2;
+
+-- name: forget_relink_predecessor
+-- Decision $2 is now superseded by $3 (NULL: its successor was forgotten and had none).
+UPDATE decisions SET superseded_by = $3 WHERE tenant_id = $1 AND id = $2;
+
+-- name: forget_count_derived
+-- What deleting events $2 takes with it (chunks, artifacts and decisions cascade from their event).
+SELECT
+    (SELECT count(*) FROM chunks WHERE tenant_id = $1 AND event_id = ANY($2::text[])) AS chunks,
+    (SELECT count(*) FROM artifacts WHERE tenant_id = $1 AND event_id = ANY($2::text[])) AS artifacts,
+    (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND event_id = ANY($2::text[])) AS decisions;
+
+-- name: forget_events
+DELETE FROM events WHERE tenant_id = $1 AND id = ANY($2::text[]);
+
+-- name: forget_tasks
+DELETE FROM tasks WHERE tenant_id = $1 AND id = ANY($2::text[]);
+
+-- name: forget_task_updates
+-- The task updates left for tasks $2, oldest first (their state is replayed from them).
+SELECT * FROM events
+WHERE tenant_id = $1 AND kind = 'task_update' AND structured -> 'task' ->> 'task_id' = ANY($2::text[])
+ORDER BY ts, id;
+
+-- name: forget_handoffs_by_session
+DELETE FROM handoffs WHERE tenant_id = $1 AND session_id = $2;
+
+-- name: forget_handoffs_by_subject
+DELETE FROM handoffs h WHERE h.tenant_id = $1 AND strpos(lower(h::text), lower($2)) > 0;
+
+-- name: forget_handoffs_all
+DELETE FROM handoffs WHERE tenant_id = $1;
+
+-- name: forget_views_all
+DELETE FROM views WHERE tenant_id = $1;
+
+-- name: forget_api_keys_all
+DELETE FROM api_keys WHERE tenant_id = $1;
