@@ -26,6 +26,8 @@ COMMANDS = [
     ["views", "set"],
     ["views", "show"],
     ["forget"],
+    ["export"],
+    ["import"],
     ["keys"],
     ["keys", "create"],
     ["keys", "list"],

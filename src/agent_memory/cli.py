@@ -104,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(commands, common)
     _add_audit(commands, common)
     _add_forget(commands, common)
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write a tenant's data as JSON lines",
+        description="Write everything recall is built from (events, artifacts, chunks, decisions, tasks, "
+        "handoffs, views) of --tenant as JSON lines: to stdout, or to --output.",
+    )
+    export.add_argument("--since", help="only what was recorded from then on (ISO 8601 date or time)")
+    export.add_argument("--output", help="a file to write (default: stdout)")
+    restore = commands.add_parser(
+        "import",
+        parents=[common],
+        help="restore an export into an empty tenant",
+        description="Restore a file made by `agent-memory export` into --tenant, which must hold no events "
+        "yet (it may have another name than the exported one); all of it, or nothing.",
+    )
+    restore.add_argument("source", metavar="FILE", help="the export, or - for stdin")
 
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
@@ -290,6 +307,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "reindex": lambda: commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch),
         "keys": lambda: _keys(commands, args, settings),
         "forget": lambda: _forget(commands, args, settings),
+        "export": lambda: commands.export_command(settings, args.since, args.output),
+        "import": lambda: commands.import_command(settings, args.source),
         "audit": lambda: (
             commands.export_audit_command(settings, args.since)
             if args.audit_command == "export"

@@ -3,6 +3,7 @@ the MCP SDK). The admin commands are audited like tool calls, as principal ``cli
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from agent_memory import audit, keys, views
+from agent_memory import audit, keys, portable, views
 from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError, InvalidInput
 from agent_memory.forget import forget
@@ -37,7 +38,9 @@ __all__ = [
     "doctor_command",
     "export_audit",
     "export_audit_command",
+    "export_command",
     "forget_command",
+    "import_command",
     "list_keys_command",
     "migrate",
     "purge_audit_command",
@@ -324,4 +327,31 @@ async def forget_command(
     async with open_database(settings) as db:
         receipt = await forget(db, _operator(settings), scope, value)
     print(json.dumps({"tenant": settings.tenant, **receipt.model_dump()}, indent=2))
+    return 0
+
+
+async def export_command(settings: Settings, since: str | None, output: str | None) -> int:
+    """Write the configured tenant's data as JSON lines to ``output`` (a path, or stdout)."""
+    moment = _since(since) if since else None
+    rows = 0
+    async with open_database(settings) as db, _audited(db, settings, "export") as action:
+        with open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(sys.stdout) as out:  # noqa: ASYNC230 - a local file, written line by line
+            async for record in portable.export(db, settings.tenant, moment):
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                rows += "table" in record
+        action.detail.update(rows=rows, since=moment.isoformat() if moment else None)
+    print(f"exported {rows} rows of tenant {settings.tenant}", file=sys.stderr)
+    return 0
+
+
+async def import_command(settings: Settings, source: str) -> int:
+    """Restore an export (a path, or - for stdin) into the configured tenant, which must hold no events."""
+    async with open_database(settings) as db, _audited(db, settings, "import") as action:
+        if source == "-":
+            counts = await portable.import_lines(db, settings.tenant, sys.stdin)
+        else:
+            with open(source, encoding="utf-8") as lines:  # noqa: ASYNC230 - read line by line
+                counts = await portable.import_lines(db, settings.tenant, lines)
+        action.detail.update(counts)
+    print(json.dumps({"tenant": settings.tenant, "imported": counts}, indent=2))
     return 0

@@ -65,6 +65,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+PORTABLE = ("events", "artifacts", "chunks", "decisions", "tasks", "handoffs", "views")  # export order
+
 TABLES = (
     "tenants",
     "events",
@@ -699,6 +701,28 @@ class Tx:
         for table, name in (("views", "forget_views_all"), ("api_keys", "forget_api_keys_all")):
             counts[table] = int((await self._execute(name)).rsplit(" ", 1)[-1])
         return counts
+
+    # export and import (sql/admin.sql)
+
+    async def export_page(self, table: str, since: datetime, after: str, limit: int) -> list[tuple[str, Any]]:
+        """Up to ``limit`` rows of ``table`` (one of ``PORTABLE``) from ``since`` on, after key ``after``, as
+        (key, row without tenant and generated columns)."""
+        return [(row["key"], row["row"]) for row in await self._fetch(f"export_{table}", since, after, limit)]
+
+    async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert exported ``rows`` of ``table`` (one of ``PORTABLE``) into this tenant, columns as they come."""
+        if table not in PORTABLE:
+            raise InvalidInput("table", f"{table!r} cannot be imported", ", ".join(PORTABLE))
+        if not rows:
+            return 0
+        columns = [r["column_name"] for r in await self._conn.fetch(QUERIES["insertable_columns"], table)]
+        listed = ", ".join(f'"{name}"' for name in columns)
+        # the names come from the catalog, never from the input; the rows travel as one jsonb parameter
+        status = await self._conn.execute(
+            f"INSERT INTO {table} ({listed}) SELECT {listed} FROM jsonb_populate_recordset(NULL::{table}, $1)",
+            [{**row, "tenant_id": self.tenant} for row in rows],
+        )
+        return int(status.rsplit(" ", 1)[-1])
 
     # audit
 

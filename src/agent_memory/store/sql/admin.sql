@@ -67,3 +67,42 @@ DELETE FROM views WHERE tenant_id = $1;
 
 -- name: forget_api_keys_all
 DELETE FROM api_keys WHERE tenant_id = $1;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Export and import of a tenant (agent-memory export / import). A page is rows as JSON without the tenant
+-- and the generated columns, from time $2 on, after key $3, in key order, at most $4.
+
+-- name: export_events
+SELECT id AS key, to_jsonb(t) - 'tenant_id' AS row FROM events t
+WHERE tenant_id = $1 AND ts >= $2 AND id > $3 ORDER BY id LIMIT $4;
+
+-- name: export_artifacts
+SELECT a.id AS key, to_jsonb(a) - 'tenant_id' AS row FROM artifacts a
+JOIN events e ON e.tenant_id = a.tenant_id AND e.id = a.event_id
+WHERE a.tenant_id = $1 AND e.ts >= $2 AND a.id > $3 ORDER BY a.id LIMIT $4;
+
+-- name: export_chunks
+SELECT id AS key, to_jsonb(t) - 'tenant_id' - 'tsv' AS row FROM chunks t
+WHERE tenant_id = $1 AND ts >= $2 AND id > $3 ORDER BY id LIMIT $4;
+
+-- name: export_decisions
+SELECT id AS key, to_jsonb(t) - 'tenant_id' - 'tsv' AS row FROM decisions t
+WHERE tenant_id = $1 AND ts >= $2 AND id > $3 ORDER BY id LIMIT $4;
+
+-- name: export_tasks
+SELECT id AS key, to_jsonb(t) - 'tenant_id' AS row FROM tasks t
+WHERE tenant_id = $1 AND updated_at >= $2 AND id > $3 ORDER BY id LIMIT $4;
+
+-- name: export_handoffs
+SELECT id AS key, to_jsonb(t) - 'tenant_id' AS row FROM handoffs t
+WHERE tenant_id = $1 AND created_at >= $2 AND id > $3 ORDER BY id LIMIT $4;
+
+-- name: export_views
+SELECT name AS key, to_jsonb(t) - 'tenant_id' AS row FROM views t
+WHERE tenant_id = $1 AND updated_at >= $2 AND name > $3 ORDER BY name LIMIT $4;
+
+-- name: insertable_columns
+-- The columns of table $2 an import fills: all but generated ones. No tenant: $1 is the table.
+SELECT column_name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER'
+ORDER BY ordinal_position;

@@ -1,0 +1,124 @@
+"""Export and import: a tenant's data out as JSON lines and back into another tenant, giving the same bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from agent_memory import views
+from agent_memory.settings import Settings
+from agent_memory.store.database import Database
+from tests.conftest import make_client
+from tests.helpers import call
+
+pytestmark = pytest.mark.anyio
+
+EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
+REQUESTS: list[dict[str, Any]] = [
+    {"query": "", "session_id": "work"},
+    {"query": "refund policy for card payments", "session_id": "elsewhere", "budget_tokens": 4000},
+    {"query": "who owns the migration tests", "session_id": "work", "channel": "team"},
+    {"query": "", "session_id": "work", "agent_id": "agent-b", "channel": "agent"},
+]
+
+
+def cli(database_url: str, tenant: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
+    env["AGENT_MEMORY_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [EXECUTABLE, *args, "--tenant", tenant],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+async def seed(client: Client, db: Database, tenant: str) -> None:
+    """A bit of everything: turns, a long tool output (an artifact), a superseded decision, a task with two
+    updates, a packet already delivered and one pending, and views."""
+    turns = [
+        {"text": f"Turn {i}: the refund path for card payments, step {i}.", "session_id": "work"} for i in range(12)
+    ]
+    await call(client, "remember", events=turns)
+    await call(client, "remember", text="trace\n" + "frame refund() line 42\n" * 400, kind="tool_result")
+    first = (await call(client, "remember", text="Refunds settle in 5 days.", kind="decision"))["events"][0]
+    await call(client, "supersede_decision", decision_id=first["decision_id"], text="Refunds settle in 3 days.")
+    task = await call(client, "remember", text="x", kind="task_update", task={"title": "Write migration tests"})
+    update = {"task_id": task["events"][0]["task_id"], "status": "doing", "owner": "bob"}
+    await call(client, "remember", text="started", kind="task_update", task=update, channel="team")
+    await call(client, "handoff_packet", to_agent="agent-b", task="Finish the refund path", session_id="work")
+    await call(client, "recall", query="", session_id="work", agent_id="agent-b", channel="agent")  # delivers it
+    await call(client, "handoff_packet", to_agent="agent-c", task="Review the refund path")
+    await views.set_view(db, tenant, "rules", "Cite the events you rely on.", "test")
+    await views.set_view(db, tenant, "identity", "I am the payments agent.", "test")
+
+
+def comparable(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A bundle without what depends on the moment (timings, the path through the hot set)."""
+    provenance = {k: v for k, v in bundle["provenance"].items() if k not in {"timings_ms", "path", "rebuilt_chunks"}}
+    return {**bundle, "provenance": provenance}
+
+
+async def test_a_round_trip_gives_the_same_bundles(database_url: str, db: Database, tmp_path: Path) -> None:
+    """Export a tenant with the CLI, import it into another tenant: the same rows, and the same requests give
+    the same bundles in both."""
+    source, copy = "acme", "acme-restored"
+    async with make_client(db, Settings(database_url=database_url, tenant=source, agent="agent-a")) as client:
+        await seed(client, db, source)
+    exported = tmp_path / "acme.jsonl"
+    done = cli(database_url, source, "export", "--output", str(exported))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["format"] == "agent-memory-export"
+    tables = {line["table"] for line in lines[1:]}
+    assert tables == {"events", "artifacts", "chunks", "decisions", "tasks", "handoffs", "views"}
+
+    restored = cli(database_url, copy, "import", str(exported))
+    assert restored.returncode == 0, restored.stderr
+    imported = json.loads(restored.stdout)["imported"]
+    assert sum(imported.values()) == len(lines) - 1
+
+    async with (
+        make_client(db, Settings(database_url=database_url, tenant=source, agent="agent-a")) as original,
+        make_client(db, Settings(database_url=database_url, tenant=copy, agent="agent-a")) as duplicate,
+    ):
+        for request in REQUESTS:
+            assert comparable(await call(duplicate, "recall", **request)) == comparable(
+                await call(original, "recall", **request)
+            ), request
+
+    again = cli(database_url, copy, "import", str(exported))
+    assert again.returncode == 1
+    assert "already holds events" in again.stderr
+
+
+async def test_export_since_and_bad_imports(database_url: str, db: Database, tmp_path: Path) -> None:
+    """--since leaves older rows out; a file that is not an export, or a broken line, is refused naming the
+    line, and nothing is imported."""
+    async with make_client(db, Settings(database_url=database_url, tenant="acme")) as client:
+        await call(client, "remember", text="old news", at="2020-01-01T00:00:00Z")
+        await call(client, "remember", text="fresh news")
+    recent = cli(database_url, "acme", "export", "--since", "2025-01-01")
+    texts = [json.loads(line)["row"].get("text") for line in recent.stdout.splitlines()[1:]]
+    assert "fresh news" in texts
+    assert "old news" not in texts
+
+    not_export = cli(database_url, "other", "import", "-", stdin='{"hello": 1}\n')
+    assert not_export.returncode == 1
+    assert "export header" in not_export.stderr
+    broken = recent.stdout + "{not json\n"
+    refused = cli(database_url, "other", "import", "-", stdin=broken)
+    assert refused.returncode == 1
+    assert "line" in refused.stderr
+    async with db.transaction("other") as tx:
+        assert await tx.count_events() == 0
