@@ -28,6 +28,8 @@ COMMANDS = [
     ["forget"],
     ["export"],
     ["import"],
+    ["backup"],
+    ["restore"],
     ["keys"],
     ["keys", "create"],
     ["keys", "list"],

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "yet (it may have another name than the exported one); all of it, or nothing.",
     )
     restore.add_argument("source", metavar="FILE", help="the export, or - for stdin")
+    _add_backup(commands, common)
 
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
@@ -197,6 +198,26 @@ def _add_forget(commands: Any, common: argparse.ArgumentParser) -> None:
     scope.add_argument("--subject", help="text to forget wherever it appears (case-insensitive)")
     scope.add_argument("--everything", action="store_true", help="the whole tenant (needs --yes)")
     forget.add_argument("--yes", action="store_true", help="confirm --everything")
+
+
+def _add_backup(commands: Any, common: argparse.ArgumentParser) -> None:
+    dump = commands.add_parser(
+        "backup",
+        parents=[common],
+        help="dump the whole database with pg_dump",
+        description="Dump the whole database (the embedded one, or --database-url) into FILE in PostgreSQL's "
+        "custom format, with the pg_dump shipped with the embedded PostgreSQL.",
+    )
+    dump.add_argument("output", metavar="FILE", help="where to write the backup")
+    load = commands.add_parser(
+        "restore",
+        parents=[common],
+        help="replace the database's contents with a backup",
+        description="Restore a backup made by `agent-memory backup` with pg_restore, replacing the objects it "
+        "holds, in one transaction; running servers drop their caches.",
+    )
+    load.add_argument("source", metavar="FILE", help="a backup file")
+    load.add_argument("--yes", action="store_true", help="confirm: what the database holds now is replaced")
 
 
 def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -308,6 +329,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "keys": lambda: _keys(commands, args, settings),
         "forget": lambda: _forget(commands, args, settings),
         "export": lambda: commands.export_command(settings, args.since, args.output),
+        "backup": lambda: commands.backup_command(settings, args.output),
+        "restore": lambda: _restore(commands, args, settings),
         "import": lambda: commands.import_command(settings, args.source),
         "audit": lambda: (
             commands.export_audit_command(settings, args.since)
@@ -344,6 +367,14 @@ async def _forget(commands: Any, args: argparse.Namespace, settings: Settings) -
     result: int = await commands.forget_command(
         settings, event_ids=args.event_ids, session_id=args.session_id, subject=args.subject, everything=args.everything
     )
+    return result
+
+
+async def _restore(commands: Any, args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        print("agent-memory: restore replaces what the database holds now: add --yes", file=sys.stderr)
+        return 2
+    result: int = await commands.restore_command(settings, args.source)
     return result
 
 

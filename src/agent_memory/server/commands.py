@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +26,7 @@ from agent_memory.forget import scope_of as forget_scope
 from agent_memory.reindex import ReindexReport
 from agent_memory.reindex import reindex as rebuild
 from agent_memory.settings import Settings
+from agent_memory.store.backup import backup, restore
 from agent_memory.store.connect import data_dir, open_database
 from agent_memory.store.database import Database
 from agent_memory.store.embedded import EmbeddedPostgres
@@ -33,6 +35,7 @@ from agent_memory.store.migrate import migrate as apply_migrations
 from agent_memory.store.rows import ViewRow
 
 __all__ = [
+    "backup_command",
     "create_key_command",
     "doctor",
     "doctor_command",
@@ -46,6 +49,7 @@ __all__ = [
     "purge_audit_command",
     "reindex",
     "reindex_command",
+    "restore_command",
     "revoke_key_command",
     "set_view",
     "set_view_command",
@@ -354,4 +358,21 @@ async def import_command(settings: Settings, source: str) -> int:
                 counts = await portable.import_lines(db, settings.tenant, lines)
         action.detail.update(counts)
     print(json.dumps({"tenant": settings.tenant, "imported": counts}, indent=2))
+    return 0
+
+
+async def backup_command(settings: Settings, output: str) -> int:
+    """Dump the whole database (embedded or external) into ``output`` with pg_dump."""
+    async with open_database(settings) as db:
+        size = await backup(db, Path(output))
+    print(f"backed up the database into {output} ({size:,} bytes)", file=sys.stderr)
+    return 0
+
+
+async def restore_command(settings: Settings, source: str) -> int:
+    """Replace the database's contents with a backup; every server drops its caches."""
+    async with open_database(settings, run_migrations=False) as db:
+        await restore(db, Path(source))
+        await db.notify_everything_changed()
+    print(f"restored the database from {source}", file=sys.stderr)
     return 0

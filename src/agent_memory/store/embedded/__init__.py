@@ -34,6 +34,7 @@ Errors::
 
 from __future__ import annotations
 
+from agent_memory.store.embedded._install import client_program
 from agent_memory.store.embedded._shared import (
     DATABASE,
     PORT,
@@ -53,5 +54,6 @@ __all__ = [
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "EmbeddedStatus",
+    "client_program",
     "default_data_dir",
 ]

@@ -55,6 +55,11 @@ def _package_install() -> _Install:
     return install
 
 
+def client_program(name: str) -> Path:
+    """A PostgreSQL client program (``pg_dump``, ``pg_restore``, ``psql``) shipped with the embedded server."""
+    return _package_install().exe(name)
+
+
 def _copy_install(source: _Install, runtime_dir: Path) -> _Install:
     """Copy the binaries and their libraries, keeping their relative layout, into ``runtime_dir`` once.
 
