@@ -56,6 +56,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.slow_queries = Counter(
+            "agent_memory_slow_queries",
+            "Named queries slower than AGENT_MEMORY_SLOW_QUERY_MS.",
+            ["query"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU seconds, open fds
         self.memory_limit = Gauge(
             "agent_memory_memory_limit_bytes",

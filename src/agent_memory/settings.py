@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     rate_limit_tenant_burst: float = Field(default=1000, ge=1, description="Burst size per tenant.")
     rate_limit_agent: float = Field(default=100, ge=0, description="Calls a second per agent (0: no limit).")
     rate_limit_agent_burst: float = Field(default=200, ge=1, description="Burst size per agent.")
+    slow_query_ms: float = Field(
+        default=200, gt=0, description="Queries slower than this are logged with their name and counted."
+    )
     pool_min: int = Field(default=1, ge=0, le=100, description="Minimum pooled connections.")
     pool_max: int = Field(default=20, ge=1, le=500, description="Maximum pooled connections.")
     log_format: Literal["json", "console"] = Field(default="json", description="Log format on stderr.")

@@ -32,6 +32,7 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> A
         db = await Database.connect(
             dsn, min_size=settings.pool_min, max_size=settings.pool_max, run_migrations=run_migrations
         )
+        db.slow_queries.threshold = settings.slow_query_ms / 1000
         try:
             yield db
         finally:

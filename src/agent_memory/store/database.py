@@ -16,8 +16,10 @@ rather than see nothing.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,12 +92,28 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
+@dataclass
+class SlowQueries:
+    """Named queries slower than ``threshold`` seconds are logged (a warning with the name and duration) and
+    reported to each of ``listeners`` (e.g. a metric)."""
+
+    threshold: float = 0.2
+    listeners: list[Callable[[str, float], None]] = field(default_factory=list)
+
+    def observe(self, name: str, seconds: float) -> None:
+        if seconds >= self.threshold:
+            log.warning("slow query", query=name, ms=round(seconds * 1000, 1))
+            for listener in self.listeners:
+                listener(name, seconds)
+
+
 class Database:
     """A connection pool to one PostgreSQL database holding agent-memory's schema."""
 
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
         self.dsn = dsn
+        self.slow_queries = SlowQueries()
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 20, run_migrations: bool = True) -> Database:
@@ -304,7 +322,7 @@ class Database:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(QUERIES["enter_tenant"], tenant)
-                yield Tx(conn, tenant)
+                yield Tx(conn, tenant, self.slow_queries)
         except AgentMemoryError:
             raise
         except asyncpg.InsufficientPrivilegeError as exc:
@@ -334,19 +352,28 @@ class Tx:
     """A transaction bound to one tenant. Every query it runs is filtered by that tenant (and row-level security
     would hide any other tenant's rows if it were not)."""
 
-    def __init__(self, conn: asyncpg.Connection, tenant: str) -> None:
+    def __init__(self, conn: asyncpg.Connection, tenant: str, slow: SlowQueries | None = None) -> None:
         self._conn = conn
         self.tenant = tenant
+        self._slow = slow or SlowQueries(threshold=float("inf"))
 
     async def _execute(self, name: str, *args: Any) -> str:
+        started = time.perf_counter()
         result: str = await self._conn.execute(QUERIES[name], self.tenant, *args)
+        self._slow.observe(name, time.perf_counter() - started)
         return result
 
     async def _fetch(self, name: str, *args: Any) -> list[Any]:
-        return list(await self._conn.fetch(QUERIES[name], self.tenant, *args))
+        started = time.perf_counter()
+        rows = list(await self._conn.fetch(QUERIES[name], self.tenant, *args))
+        self._slow.observe(name, time.perf_counter() - started)
+        return rows
 
     async def _fetchrow(self, name: str, *args: Any) -> Any:
-        return await self._conn.fetchrow(QUERIES[name], self.tenant, *args)
+        started = time.perf_counter()
+        row = await self._conn.fetchrow(QUERIES[name], self.tenant, *args)
+        self._slow.observe(name, time.perf_counter() - started)
+        return row
 
     # tenants and locks
 
