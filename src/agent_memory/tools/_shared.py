@@ -65,7 +65,9 @@ async def run_guarded(
 
     try:
         caller = runtime.identify()
-        with structlog.contextvars.bound_contextvars(request_id=request_id, tenant=caller.tenant):
+        with structlog.contextvars.bound_contextvars(
+            request_id=request_id, tenant=caller.tenant, principal=caller.principal, action=action
+        ):
             require(caller, action)
             if runtime.limiter is not None:
                 await runtime.limiter.check(caller)
