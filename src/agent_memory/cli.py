@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.add_argument("--all-tenants", action="store_true", help="every tenant (default: only --tenant)")
     reindex.add_argument("--batch", type=int, default=1000, help="events per transaction (default 1000)")
+    reindex.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="instead, embed every chunk that has no vector of the current model (a backfill; chunks stay)",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -325,7 +330,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handlers = {
         "migrate": lambda: commands.migrate(settings),
         "doctor": lambda: commands.doctor_command(settings),
-        "reindex": lambda: commands.reindex_command(settings, all_tenants=args.all_tenants, batch=args.batch),
+        "reindex": lambda: commands.reindex_command(
+            settings, all_tenants=args.all_tenants, batch=args.batch, embeddings=args.embeddings
+        ),
         "keys": lambda: _keys(commands, args, settings),
         "forget": lambda: _forget(commands, args, settings),
         "export": lambda: commands.export_command(settings, args.since, args.output),

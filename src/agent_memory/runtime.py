@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from agent_memory.caller import Caller
 from agent_memory.context.hotset import HotCache
+from agent_memory.context.semantic import Semantic
+from agent_memory.embeddings.model import Embedder
 from agent_memory.ingest import Limits
 from agent_memory.metrics import Metrics
 from agent_memory.ratelimit import RateLimiter
@@ -34,6 +37,14 @@ class Runtime:
             artifact_threshold_chars=s.artifact_threshold_chars,
             chunk_tokens=s.chunk_tokens,
         )
+
+    @cached_property
+    def semantic(self) -> Semantic | None:
+        """The embedding model recall and the background embedder share (loaded on first use); ``None`` when
+        ``AGENT_MEMORY_EMBEDDINGS`` is off."""
+        if not self.settings.embeddings:
+            return None
+        return Semantic(Embedder(threads=self.settings.embedding_threads))
 
     def caller(self, agent_id: str | None = None) -> Caller:
         """The verified caller of the current request; over stdio it may name its agent per call."""

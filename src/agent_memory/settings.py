@@ -74,6 +74,14 @@ class Settings(BaseSettings):
         description="Tool output longer than this is stored whole as an artifact; the event keeps an excerpt.",
     )
     chunk_tokens: int = Field(default=400, ge=50, le=4000, description="Target size of a retrieval chunk.")
+    embeddings: bool = Field(
+        default=True, description="Semantic retrieval: embed chunks in the background and use the vectors in recall."
+    )
+    embedding_batch: int = Field(default=32, ge=1, le=512, description="Chunks the background embedder embeds at once.")
+    embedding_threads: int = Field(default=1, ge=1, le=64, description="CPU threads of the embedding model.")
+    embedding_queue: int = Field(
+        default=1000, ge=1, le=100_000, description="Tenants with new chunks the embedder keeps waiting at most."
+    )
 
     @model_validator(mode="before")
     @classmethod

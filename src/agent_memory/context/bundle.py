@@ -61,6 +61,17 @@ class Provenance(BaseModel):
     as_of: datetime | None
     reference_time: datetime | None = Field(description="What recency was measured from.")
     rebuilt_chunks: int = Field(default=0, description="Chunks rebuilt because derived data had been dropped.")
+    semantic: Literal["pgvector", "rerank", "off"] = Field(
+        default="off",
+        description="Semantic retrieval: `pgvector` (vector search joined the pool), `rerank` (no pgvector: "
+        "similarity reranked the lexical and recent pool), `off` (lexical only).",
+    )
+    candidates_without_vector: int = Field(
+        default=0, description="Candidates scored lexically only: not embedded yet (or by another model)."
+    )
+    time_window: tuple[datetime, datetime] | None = Field(
+        default=None, description="The time window a temporal cue of the query named (preferred, not required)."
+    )
 
 
 class Bundle(BaseModel):

@@ -8,7 +8,9 @@ Order of work (each step bounded):
 3. sections — identity and rules (views), the handoff (a pending packet is delivered now), open tasks,
    decisions (relevant ones first; superseded ones only with history), the recent window of the session
    (deduplicated), then evidence: a bounded candidate pool from full-text search (OR over the query's
-   lexemes), recency, pins and tags, scored α·relevance + β·recency + γ·importance;
+   lexemes), vector search (pgvector) or none (then semantic similarity reranks the pool), recency, pins, tags
+   and the time window the query names ("two weeks ago", "in May"), scored α·relevance + β·recency +
+   γ·importance, relevance fusing BM25 with semantic similarity and the relevance of conversational neighbours;
 4. every section is filled best-first up to its hard cap; what does not fit, or may not be shown, is listed
    in ``omissions`` with the reason.
 
@@ -26,7 +28,7 @@ from typing import Final
 
 from agent_memory import tasks
 from agent_memory.caller import Caller
-from agent_memory.context import conflicts
+from agent_memory.context import conflicts, temporal
 from agent_memory.context.assembly import END_OF_TIME, Assembly, Filler, RecallRequest
 from agent_memory.context.bundle import (
     Bundle,
@@ -56,16 +58,19 @@ from agent_memory.context.policy import (
     may_load,
 )
 from agent_memory.context.sections import add_decisions, add_recent, add_standing
+from agent_memory.context.semantic import OFF, Semantic, SemanticMode
 from agent_memory.errors import Forbidden, InvalidInput
 from agent_memory.ingest import derive_chunks
 from agent_memory.store.database import Database, Tx
 from agent_memory.store.rows import Candidate, HandoffRow, TaskRow
 from agent_memory.vocabulary import CHANNELS
 
-POOL_LEXICAL: Final = 1_500
-POOL_RECENT: Final = 300
+POOL_LEXICAL: Final = 1_300
+POOL_RECENT: Final = 200
 POOL_PINNED: Final = 100
 POOL_TAGGED: Final = 100
+POOL_WINDOW: Final = 100  # the newest chunks inside a time window the query names
+# ... plus at most semantic.NEIGHBOURS (200) found by vector search: 2,000 candidates at most
 MATCHING_DECISIONS: Final = 200
 DELIVERED_HANDOFFS: Final = 5
 TASK_UPDATES_REPLAYED: Final = 5_000
@@ -91,9 +96,16 @@ def check_request(request: RecallRequest, caller: Caller) -> None:
 
 
 async def build(
-    db: Database, hot: HotCache, caller: Caller, request: RecallRequest, *, chunk_tokens: int = 400
+    db: Database,
+    hot: HotCache,
+    caller: Caller,
+    request: RecallRequest,
+    *,
+    chunk_tokens: int = 400,
+    semantic: Semantic | None = None,
 ) -> Bundle:
-    """The active context bundle for ``request`` (see the module docstring)."""
+    """The active context bundle for ``request`` (see the module docstring); ``semantic`` (the embedding model)
+    makes evidence retrieval hybrid, lexical only without it."""
     check_request(request, caller)
     started = time.perf_counter()
     horizon = request.as_of or END_OF_TIME
@@ -124,7 +136,9 @@ async def build(
         retrieval = Retrieval()
         if not request.continuing or packets:
             stage = time.perf_counter()
-            retrieval = await _retrieve(assembly, tx, tenant_state, session_state, packets, reference, horizon)
+            retrieval = await _retrieve(
+                assembly, tx, tenant_state, session_state, packets, reference, horizon, semantic
+            )
             timings["retrieval_ms"] = _since(stage)
         else:
             await add_decisions(assembly, tx, tenant_state, [], [], reference, horizon)
@@ -153,11 +167,15 @@ async def _rebuild_missing_chunks(tx: Tx, chunk_tokens: int) -> int:
 
 @dataclass(frozen=True)
 class Retrieval:
-    """What the evidence search did: the query's lexemes, the candidate pool's size, the conflicts found."""
+    """What the evidence search did: the query's lexemes, the candidate pool's size, the conflicts found, which
+    semantic path it took, how many candidates had no vector, and the time window the query named."""
 
     terms: list[str] = field(default_factory=list)
     pool: int = 0
     conflicts: list[ConflictNote] = field(default_factory=list)
+    semantic: SemanticMode = "off"
+    without_vector: int = 0
+    window: tuple[datetime, datetime] | None = None
 
 
 async def _retrieve(
@@ -168,28 +186,69 @@ async def _retrieve(
     packets: list[HandoffRow],
     reference: datetime | None,
     horizon: datetime,
+    semantic: Semantic | None,
 ) -> Retrieval:
-    """Search, find contradicted summaries among everything that may load, then fill decisions, the
-    recent window and evidence — so that a summary loses to a newer event wherever either would appear."""
+    """Search (full text, vectors, the time window the query names), find contradicted summaries among
+    everything that may load, then fill decisions, the recent window and evidence — so that a summary loses to
+    a newer event wherever either would appear."""
     query = _query_text(assembly.request, packets)
     terms, tsquery = await tx.query_terms(query)
     tags = sorted(set(terms) | set(_WORDS.findall(query.lower())))[:MAX_TAGS]
     matched = await tx.decisions_matching(horizon, tsquery, MATCHING_DECISIONS) if tsquery else []
-    candidates = await tx.evidence_candidates(
-        horizon, tsquery, tags, lexical=POOL_LEXICAL, recent=POOL_RECENT, pinned=POOL_PINNED, tagged=POOL_TAGGED
+    when = temporal.cue(query, await _cue_reference(tx, query, reference, horizon))
+    search = await semantic.search(tx, query, horizon) if semantic is not None else OFF
+    candidates = await tx.evidence_pool(
+        horizon,
+        tsquery,
+        tags,
+        list(search.neighbours),
+        when.window,
+        lexical=POOL_LEXICAL,
+        recent=POOL_RECENT,
+        pinned=POOL_PINNED,
+        tagged=POOL_TAGGED,
+        windowed=POOL_WINDOW,
     )
-    found = conflicts.find(_statements(assembly, session, candidates, horizon))
+    similarity = await semantic.similarities(tx, search, candidates) if semantic is not None else {}
+    statements = _statements(assembly, session, candidates, horizon)
+    # only a summary or a fact can be contradicted: without one, nothing to parse (most queries of a chat)
+    found = conflicts.find(statements) if any(s.kind in conflicts.SUMMARY_KINDS for s in statements) else []
     assembly.contradicted.update(f.older.id for f in found)
     named = [ident for packet in packets for ident in packet.decision_ids]
     await add_decisions(assembly, tx, tenant, matched, named, reference, horizon)
     add_recent(assembly, session, packets)
     boosted = {n.id for f in found for n in f.newer}
-    add_evidence(assembly, candidates, packets, set(tags), boosted, reference, horizon)
+    add_evidence(
+        assembly,
+        candidates,
+        packets,
+        set(tags),
+        boosted,
+        reference,
+        horizon,
+        terms=terms,
+        similarity=similarity,
+        when=when,
+    )
     notes = [
         ConflictNote(item=f.older.id, newer=[n.id for n in f.newer], says=f.says, newer_says=f.newer_says)
         for f in found
     ]
-    return Retrieval(terms=terms, pool=len(candidates), conflicts=notes)
+    return Retrieval(
+        terms=terms,
+        pool=len(candidates),
+        conflicts=notes,
+        semantic=search.mode,
+        without_vector=sum(1 for c in candidates if c.id not in similarity) if search.mode != "off" else 0,
+        window=when.window,
+    )
+
+
+async def _cue_reference(tx: Tx, query: str, reference: datetime | None, horizon: datetime) -> datetime | None:
+    """What "two weeks ago" in ``query`` counts from: the bundle's reference time, else the newest event."""
+    if reference is not None or not temporal.needs_reference(query):
+        return reference
+    return await tx.latest_event_ts(horizon)
 
 
 def _statements(
@@ -324,5 +383,8 @@ def _bundle(
             as_of=request.as_of,
             reference_time=reference,
             rebuilt_chunks=rebuilt,
+            semantic=retrieval.semantic,
+            candidates_without_vector=retrieval.without_vector,
+            time_window=retrieval.window,
         ),
     )

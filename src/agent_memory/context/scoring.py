@@ -1,11 +1,17 @@
 """Ranking: score = α·relevance + β·recency + γ·importance, with deterministic tie-breaks (P7).
 
+Evidence relevance is hybrid: BM25 over the candidate pool (``bm25``) fused linearly with the cosine similarity
+of the chunk's vector to the query's (``hybrid``), then raised by the best of its conversational neighbours
+(``with_context``). docs/retrieval.md gives the measurements behind each constant.
+
 Recency is measured from a reference time taken from the store (the newest item considered, or ``as_of``),
 never from the wall clock, so the same store and request give the same bundle.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -13,6 +19,12 @@ ALPHA: Final = 0.6
 BETA: Final = 0.25
 GAMMA: Final = 0.15
 HALF_LIFE_DAYS: Final = 7.0
+BETA_LATEST: Final = 0.5  # recency weight when the query asks for the latest occurrence ("last time")
+BM25_K1: Final = 1.2
+BM25_B: Final = 0.75
+SEMANTIC_WEIGHT: Final = 0.7  # of relevance, for cosine similarity (the rest: BM25 scaled by the best)
+CONTEXT_WEIGHT: Final = 0.4  # of the best neighbour's relevance added to an item's
+CONTEXT_REACH: Final = 2  # items before and after in the same session that count as its neighbours
 
 
 def recency(ts: datetime | None, reference: datetime | None) -> float:
@@ -23,9 +35,56 @@ def recency(ts: datetime | None, reference: datetime | None) -> float:
     return float(0.5 ** (age_days / HALF_LIFE_DAYS))
 
 
-def score(relevance: float, recency_value: float, importance: float) -> float:
-    """The combined score, rounded so that float noise never reorders equal items."""
-    return round(ALPHA * relevance + BETA * recency_value + GAMMA * importance, 6)
+def score(relevance: float, recency_value: float, importance: float, *, beta: float = BETA) -> float:
+    """The combined score, rounded so that float noise never reorders equal items. ``beta`` is raised when the
+    query asks for the latest occurrence ("last time")."""
+    return round(ALPHA * relevance + beta * recency_value + GAMMA * importance, 6)
+
+
+def bm25(docs: Sequence[Sequence[str]], terms: Sequence[str], corpus: int = 0) -> list[float]:
+    """BM25 of each document (its distinct lexemes) for the query's lexemes. Document frequencies are counted in
+    ``docs`` (the bounded pool holds every document matching a query term unless the tenant is very large), the
+    corpus size is ``corpus`` (at least ``len(docs)``); a lexeme counts once per document."""
+    if not docs or not terms:
+        return [0.0] * len(docs)
+    sets = [set(d) for d in docs]
+    lengths = [max(1, len(d)) for d in docs]
+    average = sum(lengths) / len(lengths)
+    size = max(corpus, len(docs))
+    weights = {}
+    for term in set(terms):
+        df = sum(1 for d in sets if term in d)
+        if df:
+            weights[term] = math.log((size - df + 0.5) / (df + 0.5) + 1)
+    scores = []
+    for d, length in zip(sets, lengths, strict=True):
+        saturation = (BM25_K1 + 1) / (1 + BM25_K1 * (1 - BM25_B + BM25_B * length / average))
+        scores.append(sum(w for term, w in weights.items() if term in d) * saturation)
+    return scores
+
+
+def hybrid(lexical: Sequence[float], similarity: Sequence[float | None]) -> list[float]:
+    """Lexical scores (scaled by the best) and cosine similarities fused linearly, ``SEMANTIC_WEIGHT`` on meaning.
+    A document without a vector gets the median similarity of the others (neither helped nor hurt); with no
+    vectors at all the result is the scaled lexical score."""
+    top = max(lexical, default=0.0) or 1.0
+    present = sorted(s for s in similarity if s is not None)
+    if not present:
+        return [value / top for value in lexical]
+    neutral = present[len(present) // 2]
+    return [
+        SEMANTIC_WEIGHT * max(0.0, neutral if s is None else s) + (1 - SEMANTIC_WEIGHT) * value / top
+        for value, s in zip(lexical, similarity, strict=True)
+    ]
+
+
+def with_context(values: Sequence[float], neighbours: Sequence[Sequence[int]]) -> list[float]:
+    """Conversation context: each value plus ``CONTEXT_WEIGHT`` times the best of its neighbours' (the items up
+    to ``CONTEXT_REACH`` before and after it in its session), so the turns around a relevant one rise with it."""
+    return [
+        value + CONTEXT_WEIGHT * max((values[j] for j in near), default=0.0)
+        for value, near in zip(values, neighbours, strict=True)
+    ]
 
 
 def order_key(

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -41,6 +42,7 @@ from mcp.shared.exceptions import MCPError
 from agent_memory import __version__, resources, tools
 from agent_memory.access import require
 from agent_memory.caller import Caller
+from agent_memory.embeddings.worker import run_embedder
 from agent_memory.errors import AgentMemoryError, Unavailable
 from agent_memory.runtime import Runtime
 from agent_memory.store.database import CHANGES_CHANNEL, VIEWS_CHANNEL
@@ -67,11 +69,17 @@ LISTEN: Final = "subscriptions/listen"
 
 
 def build_server(
-    runtime: Runtime, *, tenant_filter: str | None = None, reconnect: Backoff = RECONNECT, **options: Any
+    runtime: Runtime,
+    *,
+    tenant_filter: str | None = None,
+    reconnect: Backoff = RECONNECT,
+    background_embedder: bool = False,
+    **options: Any,
 ) -> MCPServer:
     """The MCP server for ``runtime``. View changes made by any process (``agent-memory views set``) reach
     clients of the tenant whose view changed that listen on ``memory://NAME``; ``tenant_filter`` relays only
-    that tenant's (a stdio server serves one)."""
+    that tenant's (a stdio server serves one). ``background_embedder`` runs the embedder of new chunks while
+    the server runs (real servers; in-memory test servers leave it off, so that vectors never appear mid-test)."""
     bus = TenantBus(runtime.identify)
 
     @asynccontextmanager
@@ -79,6 +87,8 @@ def build_server(
         async with anyio.create_task_group() as group:
             ready = anyio.Event()
             group.start_soon(_relay_changes, runtime, bus, tenant_filter, ready, reconnect)
+            if background_embedder:
+                group.start_soon(partial(run_embedder, runtime, tenant_filter=tenant_filter))
             await ready.wait()
             try:
                 yield

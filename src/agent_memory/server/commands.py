@@ -20,10 +20,11 @@ import anyio
 
 from agent_memory import audit, keys, portable, views
 from agent_memory.caller import Caller
+from agent_memory.embeddings.model import MODEL_ID, Embedder
 from agent_memory.errors import AgentMemoryError, InvalidInput
 from agent_memory.forget import forget
 from agent_memory.forget import scope_of as forget_scope
-from agent_memory.reindex import ReindexReport
+from agent_memory.reindex import ReindexReport, embed_chunks
 from agent_memory.reindex import reindex as rebuild
 from agent_memory.settings import Settings
 from agent_memory.store.backup import backup, restore
@@ -138,9 +139,18 @@ def _progress_bar(tenant: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-async def reindex(settings: Settings, *, all_tenants: bool, batch: int) -> ReindexReport:
-    """Rebuild chunks and caches of the configured tenant, or of every tenant."""
+async def reindex(settings: Settings, *, all_tenants: bool, batch: int, embeddings: bool = False) -> ReindexReport:
+    """Rebuild chunks and caches of the configured tenant, or of every tenant; with ``embeddings``, embed the
+    chunks that lack a vector of the current model instead (a backfill)."""
     async with open_database(settings) as db:
+        if embeddings:
+            return await embed_chunks(
+                db,
+                Embedder(threads=settings.embedding_threads),
+                tenant=None if all_tenants else settings.tenant,
+                batch=settings.embedding_batch,
+                progress=_progress_bar,
+            )
         return await rebuild(
             db,
             tenant=None if all_tenants else settings.tenant,
@@ -157,10 +167,13 @@ async def doctor_command(settings: Settings) -> int:
     return 0 if report.get("ok") else 1
 
 
-async def reindex_command(settings: Settings, *, all_tenants: bool, batch: int) -> int:
-    """Rebuild and say what was rebuilt."""
-    report = await reindex(settings, all_tenants=all_tenants, batch=batch)
-    print(f"reindexed {report.events} events of {report.tenants} tenant(s) into {report.chunks} chunks")
+async def reindex_command(settings: Settings, *, all_tenants: bool, batch: int, embeddings: bool = False) -> int:
+    """Rebuild (or embed) and say what was done."""
+    report = await reindex(settings, all_tenants=all_tenants, batch=batch, embeddings=embeddings)
+    if embeddings:
+        print(f"embedded {report.chunks} chunks of {report.tenants} tenant(s) with {MODEL_ID}")
+    else:
+        print(f"reindexed {report.events} events of {report.tenants} tenant(s) into {report.chunks} chunks")
     return 0
 
 

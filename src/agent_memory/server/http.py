@@ -82,7 +82,7 @@ def create_app(db: Database, settings: Settings) -> Starlette:
     """A fresh ASGI app (the MCP session manager can run once per instance: one app per server)."""
     runtime = Runtime(db=db, settings=settings, identify=token_identity(settings), limiter=rate_limiter(settings))
     db.slow_queries.listeners.append(lambda name, _seconds: runtime.metrics.slow_queries.labels(query=name).inc())
-    server = build_server(runtime, **auth_options(settings, db, runtime.metrics))
+    server = build_server(runtime, background_embedder=True, **auth_options(settings, db, runtime.metrics))
     hosts = settings.allowed_hosts or [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
     mcp_app = server.streamable_http_app(
         stateless_http=True,

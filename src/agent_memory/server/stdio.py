@@ -26,7 +26,7 @@ async def serve_stdio(settings: Settings) -> None:
     async def run(db: Database, stopping: anyio.Event) -> None:
         limiter = rate_limiter(settings)
         runtime = Runtime(db=db, settings=settings, identify=local_identity(settings), limiter=limiter)
-        server = build_server(runtime, tenant_filter=settings.tenant)
+        server = build_server(runtime, tenant_filter=settings.tenant, background_embedder=True)
         log.info("serving over stdio", tenant=settings.tenant)
         try:
             async with anyio.create_task_group() as group:

@@ -69,6 +69,11 @@ class Candidate(ChunkRow):
     decision_status: str | None
     superseded_by: str | None
     superseded_at: datetime | None
+    embedding_model: str | None = None  # the model of the chunk's vector; None: not embedded yet
+    embedding_dim: int | None = None
+    lexemes: list[str] = []  # the chunk's full-text lexemes (BM25 over the pool)
+    corpus_size: int = 0  # chunks of the tenant made by the horizon
+    actor: str | None = None  # who said or did it (from the event)
 
 
 class ArtifactRow(Row):

@@ -59,7 +59,12 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             as_of=as_of,
         )
         bundle = await build(
-            runtime.db, runtime.hot, runtime.caller(agent_id), request, chunk_tokens=runtime.settings.chunk_tokens
+            runtime.db,
+            runtime.hot,
+            runtime.caller(agent_id),
+            request,
+            chunk_tokens=runtime.settings.chunk_tokens,
+            semantic=runtime.semantic,
         )
         for section in bundle.sections:
             runtime.metrics.bundle_tokens.labels(section=section.name).observe(section.token_est)

@@ -189,34 +189,6 @@ SELECT coalesce(array_agg(lexeme ORDER BY lexeme), '{}') AS terms,
 FROM unnest(to_tsvector('english', $1)) AS t (lexeme, positions, weights)
 WHERE lexeme ~ '[[:alnum:]]';  -- punctuation such as an em dash is no search term
 
--- name: evidence_candidates
--- The bounded candidate pool: best lexical matches ($3, an OR tsquery, up to $4), the most recent chunks
--- (up to $5), pinned chunks (up to $6) and chunks tagged with a query term ($7, up to $8), all made by $2.
--- Each comes with what scoring and filtering need from its event and decision.
-WITH pool AS (
-    (SELECT c.id, ts_rank_cd(c.tsv, $3::tsquery) AS rank FROM chunks c
-     WHERE c.tenant_id = $1 AND c.ts <= $2 AND $3::text <> '' AND c.tsv @@ $3::tsquery
-     ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $4)
-    UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $5)
-    UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.pinned AND c.ts <= $2
-     ORDER BY c.ts DESC, c.id DESC LIMIT $6)
-    UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.tags && $7::text[] AND c.ts <= $2
-     ORDER BY c.ts DESC, c.id DESC LIMIT $8)
-), best AS (
-    SELECT id, max(rank) AS rank FROM pool GROUP BY id
-)
-SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
-       c.importance, c.pinned, c.tags, c.ts, best.rank,
-       e.refs AS event_refs, e.agent_id, e.text_hash,
-       d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at
-FROM best
-JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
-JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
-LEFT JOIN decisions d ON d.tenant_id = $1 AND d.event_id = c.event_id;
-
 -- name: notify_change
 SELECT pg_notify('agent_memory_changes', $1 || '/' || $2);
 
@@ -319,3 +291,98 @@ LIMIT $4;
 -- name: purge_audit
 -- Audit rows of every tenant older than $1 (maintenance, as a login that bypasses row-level security).
 DELETE FROM audit_log WHERE at < $1;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Embeddings (semantic retrieval). The column `embedding` is vector(384) where pgvector is installed and
+-- real[] where it is not; a real[] parameter fits both (pgvector casts real[] to vector on assignment).
+
+-- name: embedding_column_type
+-- 'vector(384)' with pgvector, 'real[]' without. No tenant: no $1.
+SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'chunks'::regclass AND attname = 'embedding' AND NOT attisdropped;
+
+-- name: chunks_to_embed
+-- Up to $2 chunks without a vector, newest first (the index chunks_unembedded serves it), locked until the
+-- transaction stores their vectors: embedders of other processes skip them instead of doing the work twice.
+SELECT id, text FROM chunks
+WHERE tenant_id = $1 AND embedding_model IS NULL
+ORDER BY ts DESC, id DESC
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: set_embeddings
+-- Store vectors ($3: each as a real[] literal) for chunks $2, made by model $4 of dimension $5.
+UPDATE chunks c SET embedding = u.vector::real[], embedding_model = $4, embedding_dim = $5
+FROM unnest($2::text[], $3::text[]) AS u (id, vector)
+WHERE c.tenant_id = $1 AND c.id = u.id;
+
+-- name: count_chunks_to_embed
+-- Chunks with no vector of model $2 (dimension $3): new ones, and those of another model.
+SELECT count(*) FROM chunks
+WHERE tenant_id = $1 AND (embedding_model IS NULL OR embedding_model <> $2 OR embedding_dim IS DISTINCT FROM $3);
+
+-- name: forget_other_embeddings
+-- Drop vectors made by a model other than $2 (dimension $3), so that they are embedded again.
+UPDATE chunks SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL
+WHERE tenant_id = $1 AND embedding_model IS NOT NULL
+  AND (embedding_model <> $2 OR embedding_dim IS DISTINCT FROM $3);
+
+-- name: enter_vector_search
+-- Let a filtered HNSW scan keep going until it has found enough rows of this tenant (pgvector >= 0.8).
+SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', $1, true);
+
+-- name: semantic_neighbours
+-- pgvector only: the $5 chunks made by $3 nearest to the query vector $2 (model $4), with their cosine similarity.
+SELECT id, 1 - (embedding <=> $2::real[]::vector) AS similarity FROM chunks
+WHERE tenant_id = $1 AND ts <= $3 AND embedding_model = $4
+ORDER BY embedding <=> $2::real[]::vector
+LIMIT $5;
+
+-- name: similarities
+-- pgvector only: the cosine similarity of chunks $2 to the query vector $3, for those with a vector of model $4.
+SELECT id, 1 - (embedding <=> $3::real[]::vector) AS similarity FROM chunks
+WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $4;
+
+-- name: chunk_vectors
+-- Without pgvector: the vectors of chunks $2 made by model $3 with dimension $4, to score in process; in the
+-- binary array form (array_send), which is read without building a Python float per element.
+SELECT id, array_send(embedding) AS embedding FROM chunks
+WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embedding_dim = $4;
+
+-- name: evidence_pool
+-- The bounded candidate pool of hybrid retrieval: the best lexical matches, the most recent, pinned and tagged
+-- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time
+-- window the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what scoring and filtering need from its
+-- event and decision, the model of its vector (NULL: none yet), its lexemes, and the number of the tenant's
+-- chunks made by $2 (BM25 counts document frequencies in the pool, and takes that as the corpus size).
+WITH pool AS (
+    (SELECT c.id, ts_rank_cd(c.tsv, $3::tsquery) AS rank FROM chunks c
+     WHERE c.tenant_id = $1 AND c.ts <= $2 AND $3::text <> '' AND c.tsv @@ $3::tsquery
+     ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $4)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $5)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.pinned AND c.ts <= $2
+     ORDER BY c.ts DESC, c.id DESC LIMIT $6)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.tags && $7::text[] AND c.ts <= $2
+     ORDER BY c.ts DESC, c.id DESC LIMIT $8)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.id = ANY($9::text[]) AND c.ts <= $2)
+    UNION ALL
+    (SELECT c.id, 0 FROM chunks c
+     WHERE c.tenant_id = $1 AND c.ts >= $10::timestamptz AND c.ts <= least($11::timestamptz, $2)
+     ORDER BY c.ts DESC, c.id DESC LIMIT $12)
+), best AS (
+    SELECT id, max(rank) AS rank FROM pool GROUP BY id
+)
+SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
+       c.importance, c.pinned, c.tags, c.ts, best.rank, c.embedding_model, c.embedding_dim,
+       tsvector_to_array(c.tsv) AS lexemes, corpus.size AS corpus_size,
+       e.refs AS event_refs, e.agent_id, e.actor, e.text_hash,
+       d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at
+FROM best
+JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
+JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
+LEFT JOIN decisions d ON d.tenant_id = $1 AND d.event_id = c.event_id
+CROSS JOIN (SELECT count(*) AS size FROM chunks WHERE tenant_id = $1 AND ts <= $2) AS corpus;

@@ -67,7 +67,8 @@ CREATE TABLE chunks (
     pinned       boolean NOT NULL,
     tags         text[] NOT NULL DEFAULT '{}',
     ts           timestamptz NOT NULL,
-    embedding_model text,
+    embedding_model text,     -- the model of `embedding` (added below); NULL: not embedded yet
+    embedding_dim integer CHECK (embedding_dim > 0),
     PRIMARY KEY (tenant_id, id),
     UNIQUE (tenant_id, event_id, seq),
     FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, id) ON DELETE CASCADE
@@ -78,6 +79,7 @@ CREATE INDEX chunks_session_ts ON chunks (tenant_id, session_id, ts DESC);
 CREATE INDEX chunks_pinned ON chunks (tenant_id, ts DESC) WHERE pinned;
 CREATE INDEX chunks_tags ON chunks USING gin (tags);
 CREATE INDEX chunks_event ON chunks (tenant_id, event_id);
+CREATE INDEX chunks_unembedded ON chunks (tenant_id, ts DESC, id DESC) WHERE embedding_model IS NULL;
 
 -- Deleting chunks (derived data) marks their tenants stale, so that the next cold recall rebuilds them.
 CREATE FUNCTION chunks_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -101,6 +103,7 @@ CREATE TRIGGER chunks_truncated AFTER TRUNCATE ON chunks
 
 -- Embeddings: a pgvector column with an HNSW index where the extension exists, a plain real[] where it
 -- does not (semantic scoring then reranks the bounded lexical candidate pool). Never required.
+-- Each vector is recorded with its model and dimension (embedding_model, embedding_dim).
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
@@ -311,6 +314,7 @@ GRANT SELECT, INSERT, UPDATE ON tenants TO agent_memory_app;
 GRANT SELECT, INSERT, DELETE ON events, chunks, artifacts TO agent_memory_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, tasks, handoffs, views, api_keys TO agent_memory_app;
 GRANT SELECT, INSERT ON audit_log TO agent_memory_app;
+GRANT UPDATE (embedding, embedding_model, embedding_dim) ON chunks TO agent_memory_app;  -- the embedder
 GRANT SELECT, INSERT, DELETE ON request_signatures TO agent_memory_app;
 
 -- The tenant of the current transaction; NULL when none is set (a setting once set reads '' afterwards).

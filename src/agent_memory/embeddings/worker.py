@@ -1,0 +1,195 @@
+"""The background embedder: embeds new chunks in batches, off the write path.
+
+``remember`` stores chunks without vectors and returns as fast as before; it NOTIFYs ``agent_memory_changes``
+(``tenant/session``) as it always did. The embedder LISTENs there (any process's writes), keeps the tenants
+with new chunks in a bounded queue (a tenant already waiting is not queued twice; when the queue is full the
+tenant is left for the next sweep), and for each embeds its chunks that have no vector, ``batch`` at a time:
+one transaction per batch, the batch's rows locked with ``SKIP LOCKED`` so that the embedders of several
+replicas never embed the same chunk twice. The model runs in a worker thread, never on the event loop.
+
+It survives everything: a failed batch is logged and the tenant retried at the next notification or sweep; a
+lost LISTEN connection is reopened with backoff. A sweep at start (and every ``sweep_every`` seconds) queues
+every tenant (or only ``tenant_filter``, for a stdio server), so chunks written while no embedder ran are found.
+
+``embed_tenant`` is also what ``agent-memory reindex --embeddings`` runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import structlog
+
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder
+from agent_memory.errors import AgentMemoryError
+from agent_memory.store.database import CHANGES_CHANNEL, Database
+
+if TYPE_CHECKING:
+    from agent_memory.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+SWEEP_EVERY: Final = 300.0
+RETRY_FIRST: Final = 0.5
+RETRY_MOST: Final = 30.0
+
+Progress = Callable[[str, int, int], None]
+
+
+async def embed_tenant(
+    db: Database, embedder: Embedder, tenant: str, *, batch: int = 32, progress: Progress | None = None
+) -> int:
+    """Embed every chunk of ``tenant`` that has no vector, ``batch`` per transaction; returns how many. With
+    ``progress``, vectors of another model are dropped first (so that they are made again) and progress is
+    reported as ``(tenant, done, total)``."""
+    total = 0
+    if progress is not None:
+        async with db.transaction(tenant) as tx:
+            await tx.forget_other_embeddings(MODEL_ID, DIMENSION)
+            total = await tx.count_chunks_to_embed(MODEL_ID, DIMENSION)
+        progress(tenant, 0, total)
+    done = 0
+    while True:
+        async with db.transaction(tenant) as tx:
+            todo = await tx.chunks_to_embed(batch)
+            if not todo:
+                return done
+            vectors = await anyio.to_thread.run_sync(embedder.embed, [text for _, text in todo])
+            await tx.set_embeddings(
+                [(chunk_id, row) for (chunk_id, _), row in zip(todo, vectors.tolist(), strict=True)],
+                MODEL_ID,
+                DIMENSION,
+            )
+        done += len(todo)
+        if progress is not None:
+            progress(tenant, done, max(total, done))
+
+
+class BackgroundEmbedder:
+    """The queue of tenants with new chunks, and the loop that embeds them."""
+
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        *,
+        batch: int = 32,
+        queue: int = 1000,
+        tenant_filter: str | None = None,
+        sweep_every: float = SWEEP_EVERY,
+        on_embedded: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.batch = batch
+        self.tenant_filter = tenant_filter
+        self.sweep_every = sweep_every
+        self._queue: deque[str] = deque()
+        self._capacity = queue
+        self._waiting: set[str] = set()
+        self._wakeup = anyio.Event()
+        self._on_embedded = on_embedded  # told (tenant, chunks) after each pass that embedded something
+
+    def wake(self, tenant: str) -> bool:
+        """Queue ``tenant`` (never blocks); False when the queue is full (the next sweep finds it)."""
+        if self.tenant_filter is not None and tenant != self.tenant_filter:
+            return True
+        if tenant in self._waiting:
+            return True
+        if len(self._queue) >= self._capacity:
+            log.warning("the embedding queue is full; the tenant waits for the next sweep", tenant=tenant)
+            return False
+        self._queue.append(tenant)
+        self._waiting.add(tenant)
+        self._wakeup.set()
+        return True
+
+    async def run(self, ready: anyio.Event | None = None) -> None:
+        """Load the model, listen, sweep, and embed until cancelled; sets ``ready`` once listening."""
+        await anyio.to_thread.run_sync(self.embedder.load)
+        async with anyio.create_task_group() as group:
+            listening = anyio.Event()
+            group.start_soon(self._listen, listening)
+            await listening.wait()
+            group.start_soon(self._sweep)
+            if ready is not None:
+                ready.set()
+            await self._work()
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+            tenant = self._queue.popleft()
+            self._waiting.discard(tenant)
+            try:
+                count = await embed_tenant(self.db, self.embedder, tenant, batch=self.batch)
+            except Exception:  # the boundary: one tenant's failure must not stop the embedder
+                log.exception("embedding failed; the tenant is retried at its next write or the next sweep")
+                await anyio.sleep(RETRY_FIRST)
+                continue
+            if count:
+                log.debug("chunks embedded", tenant=tenant, chunks=count)
+                if self._on_embedded is not None:
+                    self._on_embedded(tenant, count)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                tenants = [self.tenant_filter] if self.tenant_filter else await self.db.tenants()
+            except AgentMemoryError as exc:  # a login that cannot see every tenant: rely on notifications
+                log.info("the embedder cannot list tenants; it embeds on notifications only", reason=exc.message)
+                return
+            for tenant in tenants:
+                self.wake(tenant)
+            await anyio.sleep(self.sweep_every)
+
+    async def _listen(self, listening: anyio.Event) -> None:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                async with self.db.listen(CHANGES_CHANNEL) as notifications:
+                    listening.set()
+                    delay = RETRY_FIRST
+                    async for _, payload in notifications:
+                        tenant = payload.partition("/")[0]
+                        if tenant == "*":
+                            await self._wake_all()
+                        else:
+                            self.wake(tenant)
+            except AgentMemoryError as exc:
+                log.warning("the embedder lost its LISTEN connection; retrying", reason=exc.message, retry_in=delay)
+            listening.set()  # without LISTEN the sweeps still find new chunks
+            await anyio.sleep(delay)
+            delay = min(delay * 2, RETRY_MOST)
+
+    async def _wake_all(self) -> None:
+        try:
+            tenants = [self.tenant_filter] if self.tenant_filter else await self.db.tenants()
+        except AgentMemoryError:
+            return
+        for tenant in tenants:
+            self.wake(tenant)
+
+
+async def run_embedder(runtime: Runtime, ready: anyio.Event | None = None, *, tenant_filter: str | None = None) -> None:
+    """The background embedder of ``runtime``, until cancelled (start it in the server's lifespan task group).
+    Returns at once (after setting ``ready``) when embeddings are off."""
+    semantic = runtime.semantic
+    if semantic is None:
+        if ready is not None:
+            ready.set()
+        return
+    settings = runtime.settings
+    worker = BackgroundEmbedder(
+        runtime.db,
+        semantic.embedder,
+        batch=settings.embedding_batch,
+        queue=settings.embedding_queue,
+        tenant_filter=tenant_filter,
+    )
+    await worker.run(ready)
