@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("source", metavar="FILE", help="the export, or - for stdin")
     _add_backup(commands, common)
+    _add_retention(commands, common)
 
     views = commands.add_parser(
         "views", help="read or write the curated views", description="Read or write a view of a tenant."
@@ -223,6 +224,26 @@ def _add_backup(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     load.add_argument("source", metavar="FILE", help="a backup file")
     load.add_argument("--yes", action="store_true", help="confirm: what the database holds now is replaced")
+
+
+def _add_retention(commands: Any, common: argparse.ArgumentParser) -> None:
+    retention = commands.add_parser(
+        "retention",
+        help="how long a tenant's events are kept, and the purge",
+        description="Per-tenant retention: events older than it are forgotten by `retention purge` (run it "
+        "daily), except pinned ones, those recording a decision still in force and the originals of duplicates "
+        "recorded since.",
+    )
+    actions = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+    set_ = actions.add_parser("set", parents=[common], help="set --tenant's retention", description="Set it.")
+    days = set_.add_mutually_exclusive_group(required=True)
+    days.add_argument("--days", type=int, help="keep events this many days")
+    days.add_argument("--forever", action="store_true", help="keep events until forgotten (the default)")
+    actions.add_parser("show", parents=[common], help="show --tenant's retention", description="Show it.")
+    purge = actions.add_parser(
+        "purge", parents=[common], help="forget what is past retention", description="Purge expired events."
+    )
+    purge.add_argument("--all-tenants", action="store_true", help="every tenant with a retention (maintenance)")
 
 
 def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -337,6 +358,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "forget": lambda: _forget(commands, args, settings),
         "export": lambda: commands.export_command(settings, args.since, args.output),
         "backup": lambda: commands.backup_command(settings, args.output),
+        "retention": lambda: (
+            commands.retention_set_command(settings, None if args.forever else args.days)
+            if args.retention_command == "set"
+            else commands.retention_show_command(settings)
+            if args.retention_command == "show"
+            else commands.retention_purge_command(settings, all_tenants=args.all_tenants)
+        ),
         "restore": lambda: _restore(commands, args, settings),
         "import": lambda: commands.import_command(settings, args.source),
         "audit": lambda: (

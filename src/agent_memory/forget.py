@@ -8,6 +8,10 @@ handoff packets; a subject takes the packets that mention it and is blanked out 
 takes the views and the API keys too. All of it happens in one transaction, every process drops its hot set,
 and the audit log gets a tombstone with the counts (never the subject itself: only its SHA-256).
 
+Retention (``purge_expired``, run by ``agent-memory retention purge``) forgets a tenant's events older than its
+``retention_days`` the same way, keeping pinned events, those recording a decision still in force and the
+originals of duplicates recorded since.
+
 What this cannot reach: database backups and, until PostgreSQL vacuums them, dead row versions on disk.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
@@ -31,7 +36,7 @@ FORGOTTEN = "[forgotten]"
 MAX_EVENT_IDS = 1000
 MIN_SUBJECT_CHARS = 3
 
-Scope = Literal["events", "session", "subject", "everything"]
+Scope = Literal["events", "session", "subject", "everything", "before"]
 
 
 class ForgetReceipt(BaseModel):
@@ -86,7 +91,7 @@ async def forget(
     db: Database,
     caller: Caller,
     scope: Scope,
-    value: str | list[str] | None,
+    value: str | list[str] | datetime | None,
     *,
     hot: HotCache | None = None,
 ) -> ForgetReceipt:
@@ -122,8 +127,11 @@ async def forget(
     return receipt
 
 
-async def _targets(tx: Tx, scope: Scope, value: str | list[str] | None) -> list[str]:
+async def _targets(tx: Tx, scope: Scope, value: str | list[str] | datetime | None) -> list[str]:
     """The events to forget: those the scope names, and every duplicate of them."""
+    if scope == "before":  # retention: no duplicates added (one recorded since keeps its original)
+        assert isinstance(value, datetime)
+        return await tx.events_before(value)
     if scope == "events":
         assert isinstance(value, list)
         found = await tx.existing_events(value)
@@ -168,10 +176,22 @@ async def _blank_views(tx: Tx, subject: str, caller: Caller) -> int:
     return changed
 
 
-def _described(scope: Scope, value: str | list[str] | None) -> dict[str, object]:
+async def purge_expired(db: Database, caller: Caller, *, hot: HotCache | None = None) -> ForgetReceipt | None:
+    """Forget the caller's tenant's events older than its retention (None when it has none): pinned events,
+    those recording a decision still in force and originals of a duplicate recorded since are kept."""
+    async with db.transaction(caller.tenant) as tx:
+        days = await tx.retention()
+    if days is None:
+        return None
+    return await forget(db, caller, "before", datetime.now(UTC) - timedelta(days=days), hot=hot)
+
+
+def _described(scope: Scope, value: str | list[str] | datetime | None) -> dict[str, object]:
     """How the tombstone names the scope: ids and session ids as they are, a subject only by its SHA-256."""
     if scope == "subject" and isinstance(value, str):
         return {"subject_sha256": hashlib.sha256(value.lower().encode("utf-8")).hexdigest()}
     if scope == "session":
         return {"session_id": value}
+    if scope == "before" and isinstance(value, datetime):
+        return {"before": value.isoformat()}
     return {}

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from agent_memory import audit, keys, portable, views
 from agent_memory.caller import Caller
 from agent_memory.embeddings.model import MODEL_ID, Embedder
 from agent_memory.errors import AgentMemoryError, InvalidInput
-from agent_memory.forget import forget
+from agent_memory.forget import forget, purge_expired
 from agent_memory.forget import scope_of as forget_scope
 from agent_memory.reindex import ReindexReport, embed_chunks
 from agent_memory.reindex import reindex as rebuild
@@ -51,6 +51,9 @@ __all__ = [
     "reindex",
     "reindex_command",
     "restore_command",
+    "retention_purge_command",
+    "retention_set_command",
+    "retention_show_command",
     "revoke_key_command",
     "set_view",
     "set_view_command",
@@ -388,4 +391,38 @@ async def restore_command(settings: Settings, source: str) -> int:
         await restore(db, Path(source))
         await db.notify_everything_changed()
     print(f"restored the database from {source}", file=sys.stderr)
+    return 0
+
+
+async def retention_set_command(settings: Settings, days: int | None) -> int:
+    """Set (or clear, with None) the configured tenant's retention."""
+    if days is not None and days < 1:
+        raise InvalidInput("--days", f"{days} is not a positive number of days", "1 or more, or --forever")
+    async with open_database(settings) as db, _audited(db, settings, "retention_set") as action:
+        action.detail["days"] = days
+        async with db.transaction(settings.tenant) as tx:
+            await tx.ensure_tenant()
+            await tx.set_retention(days)
+    kept = f"{days} days" if days else "until forgotten"
+    print(f"tenant {settings.tenant} keeps events {kept}")
+    return 0
+
+
+async def retention_show_command(settings: Settings) -> int:
+    async with open_database(settings) as db, db.transaction(settings.tenant) as tx:
+        days = await tx.retention()
+    print(f"tenant {settings.tenant} keeps events {f'{days} days' if days else 'until forgotten'}")
+    return 0
+
+
+async def retention_purge_command(settings: Settings, *, all_tenants: bool) -> int:
+    """Forget what is past its tenant's retention: the configured tenant, or every tenant that has one."""
+    async with open_database(settings) as db:
+        tenants = [t for t, _ in await db.tenants_with_retention()] if all_tenants else [settings.tenant]
+        receipts = {}
+        for tenant in tenants:
+            operator = replace(_operator(settings), tenant=tenant)
+            receipt = await purge_expired(db, operator)
+            receipts[tenant] = None if receipt is None else receipt.model_dump()
+    print(json.dumps(receipts, indent=2))
     return 0

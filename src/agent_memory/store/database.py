@@ -229,6 +229,11 @@ class Database:
             status: str = await conn.execute(QUERIES["purge_audit"], before)
         return int(status.rsplit(" ", 1)[-1])
 
+    async def tenants_with_retention(self) -> list[tuple[str, int]]:
+        """(tenant, days) of every tenant with a retention (maintenance: needs a login that sees every tenant)."""
+        async with self._every_tenant() as conn:
+            return [(row["id"], row["retention_days"]) for row in await conn.fetch(QUERIES["tenants_with_retention"])]
+
     async def ping(self) -> None:
         """Round-trip to the database, raising ``Unavailable`` when it does not answer."""
         try:
@@ -672,6 +677,18 @@ class Tx:
             *([value] if value is not None else []),
         )
         return [row["id"] for row in rows]
+
+    async def events_before(self, cutoff: datetime) -> list[str]:
+        """Ids of the events retention may purge at ``cutoff`` (see ``forget_targets_before``)."""
+        return [row["id"] for row in await self._fetch("forget_targets_before", cutoff)]
+
+    async def retention(self) -> int | None:
+        """This tenant's retention in days (None: kept until forgotten)."""
+        row = await self._fetchrow("get_retention")
+        return None if row is None else row["retention_days"]
+
+    async def set_retention(self, days: int | None) -> None:
+        await self._execute("set_retention", days)
 
     async def existing_events(self, ids: Sequence[str]) -> list[str]:
         return [row["id"] for row in await self._fetch("forget_existing", list(ids))]

@@ -106,3 +106,24 @@ WHERE tenant_id = $1 AND updated_at >= $2 AND name > $3 ORDER BY name LIMIT $4;
 SELECT column_name FROM information_schema.columns
 WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER'
 ORDER BY ordinal_position;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Retention (agent-memory retention).
+
+-- name: set_retention
+UPDATE tenants SET retention_days = $2 WHERE id = $1 RETURNING retention_days;
+
+-- name: get_retention
+SELECT retention_days FROM tenants WHERE id = $1;
+
+-- name: tenants_with_retention
+-- Every tenant that has a retention (maintenance, as a login that bypasses row-level security). No $1.
+SELECT id, retention_days FROM tenants WHERE retention_days IS NOT NULL ORDER BY id;
+
+-- name: forget_targets_before
+-- Events recorded before $2 that retention may purge: not pinned, not recording a decision still in force,
+-- and not the original of a duplicate recorded since (the text is still current).
+SELECT e.id FROM events e
+WHERE e.tenant_id = $1 AND e.ts < $2 AND NOT e.pinned
+  AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.tenant_id = $1 AND d.event_id = e.id AND d.status = 'active')
+  AND NOT EXISTS (SELECT 1 FROM events n WHERE n.tenant_id = $1 AND n.duplicate_of = e.id AND n.ts >= $2);

@@ -4,7 +4,8 @@
 CREATE TABLE tenants (
     id             text PRIMARY KEY,
     created_at     timestamptz NOT NULL DEFAULT now(),
-    derived_stale  boolean NOT NULL DEFAULT false  -- chunks were deleted: recall rebuilds missing ones
+    derived_stale  boolean NOT NULL DEFAULT false,  -- chunks were deleted: recall rebuilds missing ones
+    retention_days integer CHECK (retention_days > 0)  -- events older are purged by `retention purge`; NULL: kept
 );
 
 -- Ground truth, append-only (P1): rows are inserted, never updated; forgetting deletes.
