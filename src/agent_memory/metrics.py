@@ -56,6 +56,18 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.recall_paths = Counter(
+            "agent_memory_recall_paths",
+            "Recalls by path: fast (served by the hot set), retrieval, cold (state rebuilt): the cache hit ratio.",
+            ["path"],
+            registry=self.registry,
+        )
+        self.embedding_queue = Gauge(
+            "agent_memory_embedding_queue", "Tenants waiting for the background embedder.", registry=self.registry
+        )
+        self.embedded_chunks = Counter(
+            "agent_memory_embedded_chunks", "Chunks the background embedder embedded.", registry=self.registry
+        )
         self.slow_queries = Counter(
             "agent_memory_slow_queries",
             "Named queries slower than AGENT_MEMORY_SLOW_QUERY_MS.",

@@ -101,11 +101,13 @@ async def test_the_embedder_survives_a_failing_batch(db: Database, client: Clien
 async def test_the_queue_is_bounded_and_never_blocks(db: Database) -> None:
     """Waking more tenants than the queue holds refuses the extra ones at once (a later sweep finds them); a
     tenant already waiting is not queued twice."""
-    worker = BackgroundEmbedder(db, Embedder(), queue=2)
+    depths: list[int] = []
+    worker = BackgroundEmbedder(db, Embedder(), queue=2, on_queue=depths.append)
     assert worker.wake("a")
     assert worker.wake("a")
     assert worker.wake("b")
     assert not worker.wake("c")
+    assert depths == [1, 2]  # the depth is reported as it changes (the server's embedding-queue gauge)
 
 
 async def test_run_embedder_returns_at_once_when_embeddings_are_off(db: Database, settings: Settings) -> None:

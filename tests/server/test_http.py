@@ -166,6 +166,7 @@ async def test_metrics_in_prometheus_text_format(db: Database, settings: Setting
     assert 'agent_memory_request_seconds_count{action="recall"} 1.0' in text
     assert 'agent_memory_bundle_tokens_count{section="evidence"} 1.0' in text
     assert 'agent_memory_db_connections{state="in_use"}' in text
+    assert 'agent_memory_recall_paths_total{path="cold"} 1.0' in text
 
 
 @pytest.mark.parametrize(("origin", "status"), [("http://127.0.0.1:8765", 200), ("https://evil.example", 403)])

@@ -81,6 +81,7 @@ class BackgroundEmbedder:
         tenant_filter: str | None = None,
         sweep_every: float = SWEEP_EVERY,
         on_embedded: Callable[[str, int], None] | None = None,
+        on_queue: Callable[[int], None] | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -92,6 +93,7 @@ class BackgroundEmbedder:
         self._waiting: set[str] = set()
         self._wakeup = anyio.Event()
         self._on_embedded = on_embedded  # told (tenant, chunks) after each pass that embedded something
+        self._on_queue = on_queue or (lambda _depth: None)  # told the queue's depth whenever it changes
 
     def wake(self, tenant: str) -> bool:
         """Queue ``tenant`` (never blocks); False when the queue is full (the next sweep finds it)."""
@@ -104,6 +106,7 @@ class BackgroundEmbedder:
             return False
         self._queue.append(tenant)
         self._waiting.add(tenant)
+        self._on_queue(len(self._queue))
         self._wakeup.set()
         return True
 
@@ -126,6 +129,7 @@ class BackgroundEmbedder:
                 await self._wakeup.wait()
             tenant = self._queue.popleft()
             self._waiting.discard(tenant)
+            self._on_queue(len(self._queue))
             try:
                 count = await embed_tenant(self.db, self.embedder, tenant, batch=self.batch)
             except Exception:  # the boundary: one tenant's failure must not stop the embedder
@@ -191,5 +195,7 @@ async def run_embedder(runtime: Runtime, ready: anyio.Event | None = None, *, te
         batch=settings.embedding_batch,
         queue=settings.embedding_queue,
         tenant_filter=tenant_filter,
+        on_embedded=lambda _tenant, chunks: runtime.metrics.embedded_chunks.inc(chunks),
+        on_queue=runtime.metrics.embedding_queue.set,
     )
     await worker.run(ready)

@@ -69,4 +69,5 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         for section in bundle.sections:
             runtime.metrics.bundle_tokens.labels(section=section.name).observe(section.token_est)
         runtime.metrics.candidate_pool.observe(bundle.provenance.candidate_pool)
+        runtime.metrics.recall_paths.labels(path=bundle.provenance.path).inc()
         return result(bundle, render_markdown(bundle))
