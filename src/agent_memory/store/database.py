@@ -306,21 +306,23 @@ class Database:
     async def _listening_connection(
         self, channels: Sequence[str], on_notify: Callable[[object, int, str, str], None]
     ) -> asyncpg.Connection:
-        """A new connection, as ``agent_memory_app``, listening on ``channels``; ``Unavailable`` if it cannot be."""
-        try:
-            conn = await asyncpg.connect(self.dsn, timeout=10)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise Unavailable(f"cannot open a connection to LISTEN: {exc.__class__.__name__}: {exc}") from exc
-        try:
-            await conn.execute(f"SET ROLE {APP_ROLE}")  # listening needs no privilege: hold none
-            for channel in channels:
-                await conn.add_listener(channel, on_notify)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await _close_quietly(conn)
-            raise Unavailable(f"cannot LISTEN: {exc.__class__.__name__}: {exc}") from exc
-        except BaseException:  # cancelled half-way: drop the connection rather than leave it open
-            conn.terminate()
-            raise
+        """A new connection, as ``agent_memory_app``, listening on ``channels``; ``Unavailable`` if it cannot be.
+
+        Shielded: asyncpg does not take cancellation half-way through opening a connection well (it reports a
+        lost connection from a callback); a cancellation waits the few milliseconds this takes and is delivered
+        by the caller's next await, whose cleanup closes the connection."""
+        with anyio.CancelScope(shield=True):
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=10)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise Unavailable(f"cannot open a connection to LISTEN: {exc.__class__.__name__}: {exc}") from exc
+            try:
+                await conn.execute(f"SET ROLE {APP_ROLE}")  # listening needs no privilege: hold none
+                for channel in channels:
+                    await conn.add_listener(channel, on_notify)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await _close_quietly(conn)
+                raise Unavailable(f"cannot LISTEN: {exc.__class__.__name__}: {exc}") from exc
         return conn
 
     @asynccontextmanager
