@@ -28,8 +28,8 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(database_url: str, db: Database) -> None:
-    """Old events go; recent, pinned, active-decision events and an original repeated recently stay; a tenant
-    without a retention keeps everything; the receipt says what went."""
+    """Old events go; recent, pinned, active-decision events, updates of open tasks and an original repeated
+    recently stay; a tenant without a retention keeps everything; the receipt says what went."""
     async with make_client(db, Settings(database_url=database_url, tenant="acme")) as client:
         old = await call(client, "remember", text="The old office was on Elm Street.", at=LONG_AGO)
         pinned = await call(client, "remember", text="Founding charter, keep forever.", at=LONG_AGO, pinned=True)
@@ -37,6 +37,8 @@ async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(dat
         repeated = await call(client, "remember", text="Standup is at nine.", at=LONG_AGO)
         await call(client, "remember", text="Standup is at nine.")  # a recent duplicate keeps its original
         fresh = await call(client, "remember", text="The new office is on Oak Avenue.")
+        task = {"title": "Renew the lease"}
+        open_task = await call(client, "remember", text="lease", kind="task_update", task=task, at=LONG_AGO)
     async with make_client(db, Settings(database_url=database_url, tenant="globex")) as client:
         theirs = await call(client, "remember", text="Globex keeps its archive.", at=LONG_AGO)
 
@@ -50,7 +52,7 @@ async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(dat
 
     assert await db.tables_containing("Elm Street") == []
     async with db.transaction("acme") as tx:
-        for kept in (pinned, decided, repeated, fresh):
+        for kept in (pinned, decided, repeated, fresh, open_task):
             assert await tx.get_event(kept["events"][0]["id"]) is not None
         assert await tx.get_event(old["events"][0]["id"]) is None
     async with db.transaction("globex") as tx:

@@ -2,22 +2,22 @@
 
 A scope names what to forget: events by id, a whole session, a subject (text found anywhere in an event,
 case-insensitively) or everything of the tenant. Forgetting an event takes with it its duplicates (they hold
-the same text), its chunks and their vectors, its artifact and the decision it recorded (the decision chain
-is spliced around it); tasks it changed are replayed from the updates that remain. A session also takes its
-handoff packets; a subject takes the packets that mention it and is blanked out of the views; everything
-takes the views and the API keys too. All of it happens in one transaction, every process drops its hot set,
-and the audit log gets a tombstone with the counts (never the subject itself: only its SHA-256).
+the same text), its chunks and their vectors, its artifact and the decision it recorded (the decision chain is
+spliced around it; a forgotten head leaves its predecessor in force again); tasks it changed are replayed from
+the updates that remain. A session also takes its handoff packets; a subject takes the packets that mention it
+and is blanked out of the views; everything takes the views and the API keys too. All of it happens in one
+transaction, every process drops its hot set, and the audit log gets a tombstone with the counts (never the
+subject, nor a hash of it: only its length).
 
 Retention (``purge_expired``, run by ``agent-memory retention purge``) forgets a tenant's events older than its
-``retention_days`` the same way, keeping pinned events, those recording a decision still in force and the
-originals of duplicates recorded since.
+``retention_days`` the same way, keeping pinned events, those recording a decision still in force, updates of
+tasks still open and the originals of duplicates recorded since.
 
 What this cannot reach: database backups and, until PostgreSQL vacuums them, dead row versions on disk.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -187,9 +187,9 @@ async def purge_expired(db: Database, caller: Caller, *, hot: HotCache | None = 
 
 
 def _described(scope: Scope, value: str | list[str] | datetime | None) -> dict[str, object]:
-    """How the tombstone names the scope: ids and session ids as they are, a subject only by its SHA-256."""
+    """How the tombstone names the scope: a session id as it is, a subject only by its length."""
     if scope == "subject" and isinstance(value, str):
-        return {"subject_sha256": hashlib.sha256(value.lower().encode("utf-8")).hexdigest()}
+        return {"subject_chars": len(value)}  # nothing that could be turned back into the subject
     if scope == "session":
         return {"session_id": value}
     if scope == "before" and isinstance(value, datetime):

@@ -182,7 +182,7 @@ async def verify_signed(
         msg = f"signed request without {missing}"
         raise KeyRejected(msg)
     try:
-        sent_at = int(timestamp)
+        sent_at = int(timestamp) if len(timestamp) <= 12 else int("not a time")
     except ValueError:
         msg = f"{TIMESTAMP_HEADER} must be whole seconds since the Unix epoch, not {timestamp[:40]!r}"
         raise KeyRejected(msg) from None
@@ -192,7 +192,7 @@ async def verify_signed(
         raise KeyRejected(msg)
     row = await _usable(db, key_id)
     expected = _signature(row.key_hash, method, path, sent_at, body)
-    if not hmac.compare_digest(expected, signature):
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("latin-1", "replace")):
         msg = "bad signature"
         raise KeyRejected(msg)
     async with db.transaction(row.tenant_id) as tx:

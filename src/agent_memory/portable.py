@@ -37,16 +37,16 @@ async def export(db: Database, tenant: str, since: datetime | None = None) -> As
         "exported_at": datetime.now(UTC).isoformat(),
         "since": since.isoformat() if since else None,
     }
-    for table in PORTABLE:
-        after = ""
-        while True:
-            async with db.transaction(tenant) as tx:
+    async with db.transaction(tenant, snapshot=True) as tx:  # one moment: rows never point at missing ones
+        for table in PORTABLE:
+            after = ""
+            while True:
                 page = await tx.export_page(table, since or EARLIEST, after, PAGE)
-            for _, row in page:
-                yield {"table": table, "row": row}
-            if len(page) < PAGE:
-                break
-            after = page[-1][0]
+                for _, row in page:
+                    yield {"table": table, "row": row}
+                if len(page) < PAGE:
+                    break
+                after = page[-1][0]
 
 
 async def import_lines(db: Database, tenant: str, lines: Iterable[str]) -> dict[str, int]:

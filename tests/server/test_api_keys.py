@@ -232,6 +232,11 @@ async def test_signed_requests_hold_once_within_their_window(
 
         unsigned = await http.post("/mcp", content=body, headers={**signed, keys.SIGNATURE_HEADER: ""})
         assert unsigned.status_code == 401
+        odd = {**signed, keys.SIGNATURE_HEADER: "v1=\u00e9t\u00e9".encode("latin-1")}
+        assert (await http.post("/mcp", content=body, headers=odd)).status_code == 401  # not a 500
+        huge = await http.post("/mcp", content=body, headers={**signed, keys.TIMESTAMP_HEADER: "9" * 400})
+        assert huge.status_code == 401
+        assert "whole seconds" in huge.json()["error_description"]
 
         await keys.revoke(db, "acme", made.row.id)
         fresh = int(time.time())

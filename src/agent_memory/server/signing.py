@@ -56,7 +56,8 @@ class SignedRequests:
             await _refuse(send, 413, "request_too_large", f"the body exceeds {self._max_body} bytes")
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        path = scope["path"] + (f"?{query}" if query else "")
+        raw = scope.get("raw_path")  # as the client sent and signed it (percent-encoding kept)
+        path = (raw.decode("latin-1") if raw else scope["path"]) + (f"?{query}" if query else "")
         try:
             row = await keys.verify_signed(
                 self._db,

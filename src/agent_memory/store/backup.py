@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import anyio
 
@@ -26,14 +26,18 @@ from agent_memory.store.embedded import client_program
 
 
 def _dsn_and_password(dsn: str) -> tuple[str, dict[str, str]]:
-    """The URL without its password, and the environment that passes it (never on a command line)."""
+    """The URL without its password (in the authority or the query), and the environment that passes it
+    (``PGPASSWORD``, decoded): a password never reaches a command line, where every user could read it."""
     parts = urlsplit(dsn)
-    env = {}
-    if parts.password is not None:
-        env["PGPASSWORD"] = parts.password
-        netloc = parts.netloc.replace(f":{parts.password}@", "@")
-        dsn = urlunsplit(parts._replace(netloc=netloc))
-    return dsn, env
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    in_query = [value for key, value in query if key == "password"]
+    if parts.password is None and not in_query:
+        return dsn, {}
+    secret = in_query[-1] if in_query else unquote(parts.password or "")
+    netloc = parts.netloc.replace(f":{parts.password}@", "@") if parts.password is not None else parts.netloc
+    kept = urlencode([(key, value) for key, value in query if key != "password"], safe="/")
+    url = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{kept}" if kept else "")
+    return url, {"PGPASSWORD": secret}
 
 
 async def _program(name: str, major: int) -> str:
@@ -69,4 +73,6 @@ async def restore(db: Database, source: Path) -> None:
     """Restore a backup made by ``backup`` into the database of ``db``, replacing what it holds."""
     if not await anyio.Path(source).is_file():
         raise InvalidInput("FILE", f"{str(source)!r} is not a file", "a file made by agent-memory backup")
-    await _run(db, "pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", str(source))
+    restore_args = ("--clean", "--if-exists", "--no-owner", "--single-transaction")
+    absolute = await anyio.Path(source).resolve()  # never read as an option, whatever its name
+    await _run(db, "pg_restore", *restore_args, str(absolute))

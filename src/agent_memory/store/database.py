@@ -326,11 +326,13 @@ class Database:
         return conn
 
     @asynccontextmanager
-    async def transaction(self, tenant: str) -> AsyncIterator[Tx]:
+    async def transaction(self, tenant: str, *, snapshot: bool = False) -> AsyncIterator[Tx]:
         """One transaction scoped to ``tenant``, as ``agent_memory_app`` under row-level security for ``tenant``:
-        everything in it is written, or nothing is."""
+        everything in it is written, or nothing is. ``snapshot``: read-only, every query seeing the same
+        moment (repeatable read), for reads that span many queries (an export)."""
+        isolation = "repeatable_read" if snapshot else None
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire() as conn, conn.transaction(isolation=isolation, readonly=snapshot):
                 await conn.execute(QUERIES["enter_tenant"], tenant)
                 yield Tx(conn, tenant, self.slow_queries)
         except AgentMemoryError:

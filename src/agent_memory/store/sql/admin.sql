@@ -4,8 +4,13 @@
 SELECT id FROM events WHERE tenant_id = $1 AND session_id = $2;
 
 -- name: forget_targets_by_subject
--- Events in which $2 appears anywhere (text, actor, tags, metadata, structured fields), case-insensitively.
-SELECT id FROM events e WHERE e.tenant_id = $1 AND strpos(lower(e::text), lower($2)) > 0;
+-- Events in which $2 appears anywhere (text, actor, tags, metadata, structured fields, or the whole tool output
+-- kept as the event's artifact), case-insensitively.
+SELECT id FROM events e
+WHERE e.tenant_id = $1
+  AND (strpos(lower(e::text), lower($2)) > 0
+       OR EXISTS (SELECT 1 FROM artifacts a
+                  WHERE a.tenant_id = $1 AND a.event_id = e.id AND strpos(lower(a.content), lower($2)) > 0));
 
 -- name: forget_targets_all
 SELECT id FROM events WHERE tenant_id = $1;
@@ -31,8 +36,13 @@ SELECT id, supersedes, superseded_by FROM decisions WHERE tenant_id = $1 AND eve
 UPDATE decisions SET supersedes = $3 WHERE tenant_id = $1 AND id = $2;
 
 -- name: forget_relink_predecessor
--- Decision $2 is now superseded by $3 (NULL: its successor was forgotten and had none).
-UPDATE decisions SET superseded_by = $3 WHERE tenant_id = $1 AND id = $2;
+-- Decision $2 is now superseded by $3; with $3 NULL the decision that superseded it was forgotten and was the
+-- chain's head, so $2 is in force again (as if what superseded it had never been recorded).
+UPDATE decisions
+SET superseded_by = $3,
+    status = CASE WHEN $3::text IS NULL THEN 'active' ELSE status END,
+    superseded_at = CASE WHEN $3::text IS NULL THEN NULL ELSE superseded_at END
+WHERE tenant_id = $1 AND id = $2;
 
 -- name: forget_count_derived
 -- What deleting events $2 takes with it (chunks, artifacts and decisions cascade from their event).
@@ -122,8 +132,11 @@ SELECT id, retention_days FROM tenants WHERE retention_days IS NOT NULL ORDER BY
 
 -- name: forget_targets_before
 -- Events recorded before $2 that retention may purge: not pinned, not recording a decision still in force,
--- and not the original of a duplicate recorded since (the text is still current).
+-- not an update of a task still open, and not the original of a duplicate recorded since (still current).
 SELECT e.id FROM events e
 WHERE e.tenant_id = $1 AND e.ts < $2 AND NOT e.pinned
   AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.tenant_id = $1 AND d.event_id = e.id AND d.status = 'active')
+  AND NOT (e.kind = 'task_update' AND EXISTS (
+      SELECT 1 FROM tasks t
+      WHERE t.tenant_id = $1 AND t.id = e.structured -> 'task' ->> 'task_id' AND t.status <> 'done'))
   AND NOT EXISTS (SELECT 1 FROM events n WHERE n.tenant_id = $1 AND n.duplicate_of = e.id AND n.ts >= $2);
