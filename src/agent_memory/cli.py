@@ -212,7 +212,7 @@ def _add_backup(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="dump the whole database with pg_dump",
         description="Dump the whole database (the embedded one, or --database-url) into FILE in PostgreSQL's "
-        "custom format, with the pg_dump shipped with the embedded PostgreSQL.",
+        "custom format, with the pg_dump of the server's major version when installed, else the embedded one's.",
     )
     dump.add_argument("output", metavar="FILE", help="where to write the backup")
     load = commands.add_parser(
