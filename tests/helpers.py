@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
@@ -44,3 +48,20 @@ async def call_error(client: Client, tool: str, **arguments: Any) -> str:
     assert result.is_error, f"expected an error, got {result.structured_content}"
     text: str = result.content[0].text  # type: ignore[union-attr]
     return text
+
+
+EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
+
+
+def run_cli(
+    database_url: str | None, *args: str, stdin: str | None = None, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``agent-memory ARGS`` in a process of its own whose only settings are the database URL (when given) and
+    ``env`` (full ``AGENT_MEMORY_*`` names): none of the test run's own leak in."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
+    if database_url:
+        clean["AGENT_MEMORY_DATABASE_URL"] = database_url
+    clean.update(env)
+    return subprocess.run(
+        [EXECUTABLE, *args], input=stdin, capture_output=True, text=True, env=clean, timeout=timeout, check=False
+    )

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from agent_memory.store.database import Database
-from tests.helpers import call
+from tests.helpers import call, run_cli
 
 pytestmark = pytest.mark.anyio
-
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
-
-
-def cli(database_url: str, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env.update(AGENT_MEMORY_DATABASE_URL=database_url, **env_extra)
-    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
 async def _age_rows(db: Database, tenant: str, days: int) -> None:
@@ -44,7 +32,7 @@ async def test_export_prints_the_tenants_rows_as_json_lines_since_a_time(
     await _age_rows(db, "local", 10)
     await call(client, "recall", query="friday")
 
-    everything = cli(database_url, "audit", "export", "--tenant", "local")
+    everything = run_cli(database_url, "audit", "export", "--tenant", "local")
     assert everything.returncode == 0, everything.stderr
     rows = [json.loads(line) for line in everything.stdout.splitlines()]
     assert [row["action"] for row in rows] == ["remember", "recall", "recall"]
@@ -53,12 +41,12 @@ async def test_export_prints_the_tenants_rows_as_json_lines_since_a_time(
     assert all(row["success"] and row["latency_ms"] >= 0 for row in rows)
 
     since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    recent = cli(database_url, "audit", "export", "--tenant", "local", "--since", since)
+    recent = run_cli(database_url, "audit", "export", "--tenant", "local", "--since", since)
     actions = [json.loads(line)["action"] for line in recent.stdout.splitlines()]
     assert actions == ["recall", "audit_export"]
 
-    assert cli(database_url, "audit", "export", "--tenant", "globex").stdout == ""
-    bad = cli(database_url, "audit", "export", "--since", "last tuesday")
+    assert run_cli(database_url, "audit", "export", "--tenant", "globex").stdout == ""
+    bad = run_cli(database_url, "audit", "export", "--since", "last tuesday")
     assert bad.returncode == 1
     assert "--since" in bad.stderr
     assert "ISO 8601" in bad.stderr
@@ -70,11 +58,11 @@ async def test_purge_deletes_rows_older_than_the_retention(database_url: str, db
     await _age_rows(db, "local", 40)
     await call(client, "recall", query="new")
 
-    kept = cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="0")
+    kept = run_cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="0")
     assert kept.returncode == 0, kept.stderr
     assert "nothing purged" in kept.stdout
 
-    purged = cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="30")
+    purged = run_cli(database_url, "audit", "purge", AGENT_MEMORY_AUDIT_RETENTION_DAYS="30")
     assert purged.returncode == 0, purged.stderr
     assert "deleted 1 audit rows" in purged.stdout
     async with db.pool.acquire() as conn:
@@ -82,6 +70,6 @@ async def test_purge_deletes_rows_older_than_the_retention(database_url: str, db
     assert [row["action"] for row in left] == ["recall", "audit_purge"]
     assert left[1]["detail"]["deleted"] == 1
 
-    flag = cli(database_url, "audit", "purge", "--older-than-days", "-3")
+    flag = run_cli(database_url, "audit", "purge", "--older-than-days", "-3")
     assert flag.returncode == 1
     assert "--older-than-days" in flag.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent_memory.cli import build_parser, main, settings_from
+from tests.helpers import run_cli
 
 EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 COMMANDS = [
@@ -44,12 +45,7 @@ COMMANDS = [
 
 
 def run(*args: str, database_url: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    if database_url:
-        env["AGENT_MEMORY_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [EXECUTABLE, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    return run_cli(database_url, *args, stdin=stdin)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")

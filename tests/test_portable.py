@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +13,16 @@ from agent_memory import views
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
-from tests.helpers import call
+from tests.helpers import call, run_cli
 
 pytestmark = pytest.mark.anyio
 
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 REQUESTS: list[dict[str, Any]] = [
     {"query": "", "session_id": "work"},
     {"query": "refund policy for card payments", "session_id": "elsewhere", "budget_tokens": 4000},
     {"query": "who owns the migration tests", "session_id": "work", "channel": "team"},
     {"query": "", "session_id": "work", "agent_id": "agent-b", "channel": "agent"},
 ]
-
-
-def cli(database_url: str, tenant: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env["AGENT_MEMORY_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [EXECUTABLE, *args, "--tenant", tenant],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 async def seed(client: Client, db: Database, tenant: str) -> None:
@@ -76,14 +58,14 @@ async def test_a_round_trip_gives_the_same_bundles(database_url: str, db: Databa
     async with make_client(db, Settings(database_url=database_url, tenant=source, agent="agent-a")) as client:
         await seed(client, db, source)
     exported = tmp_path / "acme.jsonl"
-    done = cli(database_url, source, "export", "--output", str(exported))
+    done = run_cli(database_url, "export", "--output", str(exported), "--tenant", source, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
     assert lines[0]["format"] == "agent-memory-export"
     tables = {line["table"] for line in lines[1:]}
     assert tables == {"events", "artifacts", "chunks", "decisions", "tasks", "handoffs", "views"}
 
-    restored = cli(database_url, copy, "import", str(exported))
+    restored = run_cli(database_url, "import", str(exported), "--tenant", copy, timeout=120)
     assert restored.returncode == 0, restored.stderr
     imported = json.loads(restored.stdout)["imported"]
     assert sum(imported.values()) == len(lines) - 1
@@ -97,7 +79,7 @@ async def test_a_round_trip_gives_the_same_bundles(database_url: str, db: Databa
                 await call(original, "recall", **request)
             ), request
 
-    again = cli(database_url, copy, "import", str(exported))
+    again = run_cli(database_url, "import", str(exported), "--tenant", copy, timeout=120)
     assert again.returncode == 1
     assert "already holds events" in again.stderr
 
@@ -108,16 +90,16 @@ async def test_export_since_and_bad_imports(database_url: str, db: Database, tmp
     async with make_client(db, Settings(database_url=database_url, tenant="acme")) as client:
         await call(client, "remember", text="old news", at="2020-01-01T00:00:00Z")
         await call(client, "remember", text="fresh news")
-    recent = cli(database_url, "acme", "export", "--since", "2025-01-01")
+    recent = run_cli(database_url, "export", "--since", "2025-01-01", "--tenant", "acme", timeout=120)
     texts = [json.loads(line)["row"].get("text") for line in recent.stdout.splitlines()[1:]]
     assert "fresh news" in texts
     assert "old news" not in texts
 
-    not_export = cli(database_url, "other", "import", "-", stdin='{"hello": 1}\n')
+    not_export = run_cli(database_url, "import", "-", "--tenant", "other", stdin='{"hello": 1}\n', timeout=120)
     assert not_export.returncode == 1
     assert "export header" in not_export.stderr
     broken = recent.stdout + "{not json\n"
-    refused = cli(database_url, "other", "import", "-", stdin=broken)
+    refused = run_cli(database_url, "import", "-", "--tenant", "other", stdin=broken, timeout=120)
     assert refused.returncode == 1
     assert "line" in refused.stderr
     async with db.transaction("other") as tx:

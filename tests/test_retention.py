@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
-from tests.helpers import call
+from tests.helpers import call, run_cli
 
 pytestmark = pytest.mark.anyio
 
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 LONG_AGO = "2021-03-01T10:00:00Z"
-
-
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env["AGENT_MEMORY_DATABASE_URL"] = database_url
-    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(database_url: str, db: Database) -> None:
@@ -42,9 +31,9 @@ async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(dat
     async with make_client(db, Settings(database_url=database_url, tenant="globex")) as client:
         theirs = await call(client, "remember", text="Globex keeps its archive.", at=LONG_AGO)
 
-    assert cli(database_url, "retention", "set", "--tenant", "acme", "--days", "365").returncode == 0
-    assert "365 days" in cli(database_url, "retention", "show", "--tenant", "acme").stdout
-    purged = cli(database_url, "retention", "purge", "--all-tenants")
+    assert run_cli(database_url, "retention", "set", "--tenant", "acme", "--days", "365", timeout=120).returncode == 0
+    assert "365 days" in run_cli(database_url, "retention", "show", "--tenant", "acme", timeout=120).stdout
+    purged = run_cli(database_url, "retention", "purge", "--all-tenants", timeout=120)
     assert purged.returncode == 0, purged.stderr
     receipts = json.loads(purged.stdout)
     assert list(receipts) == ["acme"]
@@ -58,9 +47,9 @@ async def test_purge_forgets_what_is_past_retention_and_keeps_what_must_stay(dat
     async with db.transaction("globex") as tx:
         assert await tx.get_event(theirs["events"][0]["id"]) is not None
 
-    assert cli(database_url, "retention", "set", "--tenant", "acme", "--forever").returncode == 0
-    nothing = cli(database_url, "retention", "purge", "--tenant", "acme")
+    assert run_cli(database_url, "retention", "set", "--tenant", "acme", "--forever", timeout=120).returncode == 0
+    nothing = run_cli(database_url, "retention", "purge", "--tenant", "acme", timeout=120)
     assert json.loads(nothing.stdout) == {"acme": None}
-    refused = cli(database_url, "retention", "set", "--tenant", "acme", "--days", "0")
+    refused = run_cli(database_url, "retention", "set", "--tenant", "acme", "--days", "0", timeout=120)
     assert refused.returncode == 1
     assert "--days" in refused.stderr

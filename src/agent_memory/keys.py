@@ -41,6 +41,7 @@ KEY_ID = re.compile(r"^key_[0-9A-HJKMNP-TV-Z]{26}$")
 TIMESTAMP_HEADER = "x-agent-memory-timestamp"
 SIGNATURE_HEADER = "x-agent-memory-signature"
 SIGNATURE_VERSION = "v1"
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class KeyRejected(Exception):
@@ -182,7 +183,9 @@ async def verify_signed(
         msg = f"signed request without {missing}"
         raise KeyRejected(msg)
     try:
-        sent_at = int(timestamp) if len(timestamp) <= 12 else int("not a time")
+        if len(timestamp) > MAX_TIMESTAMP_DIGITS:  # a number that long is no time (and would overflow a float)
+            raise ValueError
+        sent_at = int(timestamp)
     except ValueError:
         msg = f"{TIMESTAMP_HEADER} must be whole seconds since the Unix epoch, not {timestamp[:40]!r}"
         raise KeyRejected(msg) from None

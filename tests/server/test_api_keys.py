@@ -3,15 +3,11 @@ request by every replica, and signatures that hold once within their window."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import httpx2
@@ -26,12 +22,11 @@ from agent_memory.server.http import create_app
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from agent_memory.store.queries import QUERIES
-from tests.helpers import call, call_error, database_text
+from tests.helpers import call, call_error, database_text, run_cli
 from tests.server.processes import http_server
 
 pytestmark = pytest.mark.anyio
 
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 URL = "http://127.0.0.1:8765"
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -41,12 +36,6 @@ INITIALIZE = {
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env["AGENT_MEMORY_DATABASE_URL"] = database_url
-    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
 @asynccontextmanager
@@ -84,7 +73,7 @@ class Bearer(httpx2.Auth):
 async def test_keys_from_the_cli_are_shown_once_stored_as_hashes_and_revoked(database_url: str, db: Database) -> None:
     """`keys create` prints the key once; the database holds only its hash; `list` never shows it; `revoke`
     marks it; an unknown id is a clear error; every command leaves an audit row."""
-    created = cli(database_url, "keys", "create", "--tenant", "acme", "--role", "writer", "--name", "ingest")
+    created = run_cli(database_url, "keys", "create", "--tenant", "acme", "--role", "writer", "--name", "ingest")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     key_id, secret = keys.split(key)
@@ -95,18 +84,18 @@ async def test_keys_from_the_cli_are_shown_once_stored_as_hashes_and_revoked(dat
     assert key_id in stored
     assert keys.digest(key) in stored
 
-    listed = cli(database_url, "keys", "list", "--tenant", "acme")
+    listed = run_cli(database_url, "keys", "list", "--tenant", "acme")
     assert listed.returncode == 0, listed.stderr
     assert key_id in listed.stdout
     assert "writer" in listed.stdout
     assert "active" in listed.stdout
     assert secret not in listed.stdout
-    assert key_id not in cli(database_url, "keys", "list", "--tenant", "globex").stdout
+    assert key_id not in run_cli(database_url, "keys", "list", "--tenant", "globex").stdout
 
-    revoked = cli(database_url, "keys", "revoke", "--tenant", "acme", key_id)
+    revoked = run_cli(database_url, "keys", "revoke", "--tenant", "acme", key_id)
     assert revoked.returncode == 0, revoked.stderr
-    assert "revoked" in cli(database_url, "keys", "list", "--tenant", "acme").stdout
-    other_tenant = cli(database_url, "keys", "revoke", "--tenant", "globex", key_id)
+    assert "revoked" in run_cli(database_url, "keys", "list", "--tenant", "acme").stdout
+    other_tenant = run_cli(database_url, "keys", "revoke", "--tenant", "globex", key_id)
     assert other_tenant.returncode == 1
     assert key_id in other_tenant.stderr
 
@@ -140,7 +129,7 @@ async def test_a_key_authenticates_as_its_tenant_and_revocation_reaches_every_re
             async with mcp_client(http, Bearer(made.key)) as client:
                 written = await call(client, "remember", text="the deploy runs at noon", agent_id="scheduler")
                 assert written["events"][0]["id"].startswith("evt_")
-        assert cli(database_url, "keys", "revoke", "--tenant", "acme", made.row.id).returncode == 0
+        assert run_cli(database_url, "keys", "revoke", "--tenant", "acme", made.row.id).returncode == 0
         for http in (one, two):
             http.auth = Bearer(made.key)
             refused = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
@@ -287,7 +276,7 @@ async def test_keys_and_signed_requests_against_a_real_server_process(database_u
         async with httpx2.AsyncClient() as http:
             assert (await http.post(server.mcp_url, content=body, headers=signed)).status_code == 200
             assert (await http.post(server.mcp_url, content=body, headers=signed)).status_code == 401
-            assert cli(database_url, "keys", "revoke", "--tenant", "acme", made.row.id).returncode == 0
+            assert run_cli(database_url, "keys", "revoke", "--tenant", "acme", made.row.id).returncode == 0
             later = int(time.time()) + 1
             signed[keys.TIMESTAMP_HEADER] = str(later)
             signed[keys.SIGNATURE_HEADER] = keys.sign(made.key, "POST", "/mcp", later, body)

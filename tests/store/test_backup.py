@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,17 +9,9 @@ import pytest
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
-from tests.helpers import call
+from tests.helpers import call, run_cli
 
 pytestmark = pytest.mark.anyio
-
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
-
-
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env["AGENT_MEMORY_DATABASE_URL"] = database_url
-    return subprocess.run([EXECUTABLE, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 async def test_a_backup_restores_what_was_forgotten_since(database_url: str, db: Database, tmp_path: Path) -> None:
@@ -30,7 +19,7 @@ async def test_a_backup_restores_what_was_forgotten_since(database_url: str, db:
     async with make_client(db, Settings(database_url=database_url, tenant="acme")) as client:
         kept = await call(client, "remember", text="The vault combination is kept offline.", kind="decision")
     file = tmp_path / "memory.dump"
-    dumped = cli(database_url, "backup", str(file))
+    dumped = run_cli(database_url, "backup", str(file), timeout=300)
     assert dumped.returncode == 0, dumped.stderr
     assert file.stat().st_size > 0
 
@@ -39,10 +28,10 @@ async def test_a_backup_restores_what_was_forgotten_since(database_url: str, db:
     async with db.transaction("acme") as tx:
         assert await tx.count_events() == 0
 
-    refused = cli(database_url, "restore", str(file))
+    refused = run_cli(database_url, "restore", str(file), timeout=300)
     assert refused.returncode == 2
     assert "--yes" in refused.stderr
-    restored = cli(database_url, "restore", str(file), "--yes")
+    restored = run_cli(database_url, "restore", str(file), "--yes", timeout=300)
     assert restored.returncode == 0, restored.stderr
     async with db.transaction("acme") as tx:
         event = await tx.get_event(kept["events"][0]["id"])
@@ -52,6 +41,6 @@ async def test_a_backup_restores_what_was_forgotten_since(database_url: str, db:
     async with db.transaction("globex") as tx:
         assert await tx.get_event(kept["events"][0]["id"]) is None  # row-level security came back too
 
-    missing = cli(database_url, "restore", str(tmp_path / "nope.dump"), "--yes")
+    missing = run_cli(database_url, "restore", str(tmp_path / "nope.dump"), "--yes", timeout=300)
     assert missing.returncode == 1
     assert "nope.dump" in missing.stderr

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +16,13 @@ from agent_memory import views
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
-from tests.helpers import call, call_error
+from tests.helpers import call, call_error, run_cli
 from tests.server.test_http import SECRET, http_client, token
 
 pytestmark = pytest.mark.anyio
 
 PERSON = "Zephyrine Quist"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-EXECUTABLE = str(Path(sys.executable).parent / "agent-memory")
 
 
 async def remember(client: Client, text: str, **fields: Any) -> dict[str, Any]:
@@ -158,12 +154,9 @@ async def test_the_forget_command(database_url: str, db: Database) -> None:
     """`agent-memory forget --subject` prints the receipt; `--everything` wants `--yes`."""
     async with make_client(db, Settings(database_url=database_url, tenant="acme")) as client:
         await remember(client, "Patient record of Ortwin Blau.")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
-    env["AGENT_MEMORY_DATABASE_URL"] = database_url
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([EXECUTABLE, "forget", "--tenant", "acme", *args], capture_output=True, text=True,
-                              env=env, timeout=60, check=False)  # fmt: skip
+        return run_cli(database_url, "forget", "--tenant", "acme", *args)
 
     done = run("--subject", "Ortwin Blau")
     assert done.returncode == 0, done.stderr

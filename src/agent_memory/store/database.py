@@ -84,6 +84,11 @@ TABLES = (
 )
 
 
+def _rowcount(status: str) -> int:
+    """The rows a command touched, from its status (``DELETE 3``, ``INSERT 0 5``, ``UPDATE 1``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def _close_quietly(conn: asyncpg.Connection) -> None:
     """Close ``conn``, or drop it when it cannot be closed politely (a dead or unresponsive connection)."""
     try:
@@ -227,7 +232,7 @@ class Database:
         """Delete every tenant's audit rows older than ``before``; returns how many went."""
         async with self._every_tenant() as conn:
             status: str = await conn.execute(QUERIES["purge_audit"], before)
-        return int(status.rsplit(" ", 1)[-1])
+        return _rowcount(status)
 
     async def tenants_with_retention(self) -> list[tuple[str, int]]:
         """(tenant, days) of every tenant with a retention (maintenance: needs a login that sees every tenant)."""
@@ -718,25 +723,25 @@ class Tx:
         """Delete events ``ids`` and what cascades from them; the number of rows of each table that went."""
         counted = await self._fetchrow("forget_count_derived", list(ids))
         status = await self._execute("forget_events", list(ids))
-        return {"events": int(status.rsplit(" ", 1)[-1]), **{name: int(n) for name, n in dict(counted).items()}}
+        return {"events": _rowcount(status), **{name: int(n) for name, n in dict(counted).items()}}
 
     async def replace_tasks(self, task_ids: Sequence[str]) -> tuple[int, list[EventRow]]:
         """Delete tasks ``task_ids``; returns how many, and the task updates left to replay them from."""
         status = await self._execute("forget_tasks", list(task_ids))
         updates = [to_row(EventRow, r) for r in await self._fetch("forget_task_updates", list(task_ids))]
-        return int(status.rsplit(" ", 1)[-1]), updates
+        return _rowcount(status), updates
 
     async def delete_handoffs(self, scope: str, value: str | None = None) -> int:
         """Delete the handoffs of a session, those mentioning a subject, or (``all``) every one."""
         name = f"forget_handoffs_by_{scope}" if value is not None else "forget_handoffs_all"
         status = await self._execute(name, *([value] if value is not None else []))
-        return int(status.rsplit(" ", 1)[-1])
+        return _rowcount(status)
 
     async def delete_everything_else(self) -> dict[str, int]:
         """Delete the tenant's views and API keys (forgetting a whole tenant)."""
         counts = {}
         for table, name in (("views", "forget_views_all"), ("api_keys", "forget_api_keys_all")):
-            counts[table] = int((await self._execute(name)).rsplit(" ", 1)[-1])
+            counts[table] = _rowcount(await self._execute(name))
         return counts
 
     # export and import (sql/admin.sql)
@@ -759,7 +764,7 @@ class Tx:
             f"INSERT INTO {table} ({listed}) SELECT {listed} FROM jsonb_populate_recordset(NULL::{table}, $1)",
             [{**row, "tenant_id": self.tenant} for row in rows],
         )
-        return int(status.rsplit(" ", 1)[-1])
+        return _rowcount(status)
 
     # audit
 
@@ -824,7 +829,7 @@ class Tx:
         ids = [chunk_id for chunk_id, _ in vectors]
         literals = ["{" + ",".join(format(x, ".7g") for x in vector) + "}" for _, vector in vectors]
         status = await self._execute("set_embeddings", ids, literals, model, dimension)
-        return int(status.rsplit(" ", 1)[-1])
+        return _rowcount(status)
 
     async def count_chunks_to_embed(self, model: str, dimension: int) -> int:
         value: int = await self._conn.fetchval(QUERIES["count_chunks_to_embed"], self.tenant, model, dimension)
@@ -833,7 +838,7 @@ class Tx:
     async def forget_other_embeddings(self, model: str, dimension: int) -> int:
         """Drop the vectors of any other model, so that they are embedded again; returns how many."""
         status = await self._execute("forget_other_embeddings", model, dimension)
-        return int(status.rsplit(" ", 1)[-1])
+        return _rowcount(status)
 
     async def semantic_neighbours(
         self, vector: Sequence[float], horizon: datetime, model: str, limit: int, *, ef_search: int = 100
