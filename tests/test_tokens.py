@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +55,16 @@ def _tampered() -> str:
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
-        (jwt.encode(claims(exp=int(time.time()) - 120), SECRET, algorithm="HS256"), "expired"),
-        (jwt.encode(claims(), "another-secret-that-is-also-32-bytes-long", algorithm="HS256"), "Signature"),
-        (_unsigned(claims()), "algorithm 'none'"),
-        (_tampered(), "Signature"),
-        (jwt.encode({k: v for k, v in claims().items() if k != "tenant"}, SECRET, algorithm="HS256"), "tenant"),
-        (jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET, algorithm="HS256"), "exp"),
-        (jwt.encode(claims(roles=["root"]), SECRET, algorithm="HS256"), "roles"),
-        (jwt.encode(claims(channels=["everywhere"]), SECRET, algorithm="HS256"), "channels"),
-        (jwt.encode(claims(), SECRET * 2, algorithm="HS384"), "HS384"),
-        ("not-a-token", "malformed"),
+        (lambda: jwt.encode(claims(exp=int(time.time()) - 120), SECRET, algorithm="HS256"), "expired"),
+        (lambda: jwt.encode(claims(), "another-secret-that-is-also-32-bytes-long", algorithm="HS256"), "Signature"),
+        (lambda: _unsigned(claims()), "algorithm 'none'"),
+        (_tampered, "Signature"),
+        (lambda: jwt.encode({k: v for k, v in claims().items() if k != "tenant"}, SECRET, algorithm="HS256"), "tenant"),
+        (lambda: jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET, algorithm="HS256"), "exp"),
+        (lambda: jwt.encode(claims(roles=["root"]), SECRET, algorithm="HS256"), "roles"),
+        (lambda: jwt.encode(claims(channels=["everywhere"]), SECRET, algorithm="HS256"), "channels"),
+        (lambda: jwt.encode(claims(), SECRET * 2, algorithm="HS384"), "HS384"),
+        (lambda: "not-a-token", "malformed"),
     ],
     ids=[
         "expired",
@@ -78,10 +79,11 @@ def _tampered() -> str:
         "garbage",
     ],
 )
-async def test_bad_tokens_are_refused_with_a_reason(token: str, reason: str) -> None:
-    """Each kind of bad token is refused, and the (logged) reason says which."""
+async def test_bad_tokens_are_refused_with_a_reason(token: Callable[[], str], reason: str) -> None:
+    """Each kind of bad token is refused, and the (logged) reason says which. Tokens are made when the test
+    runs, not when it is collected: a long run would otherwise see them all expire."""
     with pytest.raises(TokenRejected, match=reason):
-        await Verifier(secret=SECRET, jwks=None, issuer=None, audience=None).claims(token)
+        await Verifier(secret=SECRET, jwks=None, issuer=None, audience=None).claims(token())
 
 
 async def test_issuer_and_audience_are_required_when_configured() -> None:
