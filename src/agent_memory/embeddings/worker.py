@@ -144,7 +144,10 @@ class BackgroundEmbedder:
     async def _sweep(self) -> None:
         while True:
             try:
-                tenants = [self.tenant_filter] if self.tenant_filter else await self.db.tenants()
+                # shielded: a query cancelled half-way (a server stopping right after start) makes asyncpg
+                # report a lost connection from a callback; this one takes milliseconds
+                with anyio.CancelScope(shield=True):
+                    tenants = [self.tenant_filter] if self.tenant_filter else await self.db.tenants()
             except AgentMemoryError as exc:  # a login that cannot see every tenant: rely on notifications
                 log.info("the embedder cannot list tenants; it embeds on notifications only", reason=exc.message)
                 return
