@@ -41,6 +41,7 @@ COMMANDS = [
     ["audit"],
     ["audit", "export"],
     ["audit", "purge"],
+    ["reference"],
 ]
 
 
@@ -115,7 +116,7 @@ def test_bad_settings_name_the_setting() -> None:
 
 
 def test_serve_flags_set_what_their_environment_twins_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every security and scaling setting of PRODUCT §8 has a `serve` flag; a secret comes from a file only."""
+    """Every security, scaling and error-reporting setting has a `serve` flag; the JWT secret comes from a file only."""
     secret_file = tmp_path / "jwt"
     secret_file.write_text("s" * 40 + "\n", encoding="utf-8")
     args = build_parser().parse_args(
@@ -136,6 +137,10 @@ def test_serve_flags_set_what_their_environment_twins_set(tmp_path: Path, capsys
             "redis://cache:6379/0",
             "--pool-max",
             "40",
+            "--sentry-dsn",
+            "https://publickey@sentry.example.com/7",
+            "--sentry-environment",
+            "staging",
         ]
     )
     settings = settings_from(args)
@@ -150,6 +155,9 @@ def test_serve_flags_set_what_their_environment_twins_set(tmp_path: Path, capsys
     assert settings.redis_url is not None
     assert settings.redis_url.get_secret_value() == "redis://cache:6379/0"
     assert settings.pool_max == 40
+    assert settings.sentry_dsn is not None
+    assert settings.sentry_dsn.get_secret_value() == "https://publickey@sentry.example.com/7"
+    assert settings.sentry_environment == "staging"
     assert main(["serve", "--jwt-secret-file", str(tmp_path / "missing")]) == 2
     assert "--jwt-secret-file" in capsys.readouterr().err
     assert main(["serve", "--pool-max", "0"]) == 2

@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31"
 MANIFESTS = sorted(path for path in KUBERNETES.glob("*.yaml") if path.name != "kustomization.yaml")
+# applied instead of another manifest, not with it: the ExternalSecret makes the Secret the template makes
+ALTERNATIVES = {"externalsecret.yaml": "secret.example.yaml"}
+# custom resources: kubernetes-validate knows only the Kubernetes API's own kinds; checked by hand below
+CUSTOM_API_GROUPS = ("external-secrets.io/",)
 
 
 def _stages(dockerfile: str) -> list[str]:
@@ -49,14 +53,45 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_every_manifest_is_valid_kubernetes(path: Path) -> None:
-    """Each document validates (strictly: no unknown fields) against the Kubernetes API schemas."""
+    """Each document validates (strictly: no unknown fields) against the Kubernetes API schemas (custom
+    resources are checked by their own tests)."""
     for document in _documents(path):
+        if document["apiVersion"].startswith(CUSTOM_API_GROUPS):
+            continue
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
 def test_kustomization_applies_every_manifest() -> None:
+    """kustomization.yaml lists every manifest but the alternatives to one it lists."""
     kustomization = _documents(KUBERNETES / "kustomization.yaml")[0]
-    assert sorted(kustomization["resources"]) == sorted(path.name for path in MANIFESTS)
+    assert set(ALTERNATIVES.values()) <= set(kustomization["resources"])
+    assert sorted(kustomization["resources"]) == sorted(
+        path.name for path in MANIFESTS if path.name not in ALTERNATIVES
+    )
+
+
+def test_the_external_secret_makes_the_secret_the_template_makes() -> None:
+    """The ExternalSecret (External Secrets Operator v1) fills a Secret of the template's name with exactly the
+    template's keys, from a ClusterSecretStore, and every key the pods read as a file is among them."""
+    external = _documents(KUBERNETES / "externalsecret.yaml")[0]
+    template = _documents(KUBERNETES / "secret.example.yaml")[0]
+    assert (external["apiVersion"], external["kind"]) == ("external-secrets.io/v1", "ExternalSecret")
+    spec = external["spec"]
+    assert set(spec) <= {"refreshInterval", "secretStoreRef", "target", "data"}
+    assert spec["secretStoreRef"]["kind"] == "ClusterSecretStore"
+    assert spec["secretStoreRef"]["name"]
+    assert spec["target"]["name"] == template["metadata"]["name"] == external["metadata"]["name"]
+    assert spec["target"]["creationPolicy"] == "Owner"
+    keys = [item["secretKey"] for item in spec["data"]]
+    assert sorted(keys) == sorted(template["stringData"])
+    for item in spec["data"]:
+        assert set(item) == {"secretKey", "remoteRef"}
+        assert set(item["remoteRef"]) == {"key", "property"}
+        assert item["remoteRef"]["property"] == item["secretKey"]
+    deployment = (KUBERNETES / "deployment.yaml").read_text(encoding="utf-8")
+    mounted = set(re.findall(r"/etc/agent-memory/secrets/(\w+)", deployment))
+    assert mounted
+    assert mounted <= set(keys)
 
 
 def test_the_deployment_rolls_safely_and_shuts_down_gracefully() -> None:

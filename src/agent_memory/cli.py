@@ -10,12 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from pydantic import ValidationError
 
-from agent_memory import __version__
+from agent_memory import __version__, error_reporting
 from agent_memory.access import ROLES
 from agent_memory.errors import AgentMemoryError
 from agent_memory.logs import configure_logging
@@ -26,15 +26,44 @@ EPILOG = """environment: AGENT_MEMORY_DATABASE_URL (unset: embedded PostgreSQL i
 AGENT_MEMORY_TENANT, AGENT_MEMORY_HTTP_HOST/PORT, AGENT_MEMORY_AUTH, AGENT_MEMORY_JWT_SECRET,
 AGENT_MEMORY_LOG_FORMAT/LEVEL ... see docs/configuration.md"""
 
+# the flags that set a setting: (argparse dest, setting); --jwt-secret-file is read by settings_from itself
+SETTING_FLAGS: Final = (
+    ("database_url", "database_url"),
+    ("data_dir", "data_dir"),
+    ("tenant", "tenant"),
+    ("log_format", "log_format"),
+    ("log_level", "log_level"),
+    ("host", "http_host"),
+    ("port", "http_port"),
+    ("auth", "auth"),
+    ("tls_cert", "tls_cert"),
+    ("tls_key", "tls_key"),
+    ("tls_min_version", "tls_min_version"),
+    ("allowed_hosts", "allowed_hosts"),
+    ("jwks", "jwks"),
+    ("jwt_issuer", "jwt_issuer"),
+    ("jwt_audience", "jwt_audience"),
+    ("redis_url", "redis_url"),
+    ("pool_max", "pool_max"),
+    ("sentry_dsn", "sentry_dsn"),
+    ("sentry_environment", "sentry_environment"),
+)
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line, every subcommand with its own ``--help``."""
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every command that touches the database takes (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", help="external PostgreSQL URL (default: the embedded PostgreSQL)")
     common.add_argument("--data-dir", type=Path, help="where the embedded PostgreSQL lives")
     common.add_argument("--tenant", help="tenant to act for (default: local)")
     common.add_argument("--log-format", choices=["json", "console"], help="log format on stderr")
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every subcommand with its own ``--help``."""
+    common = common_options()
 
     parser = argparse.ArgumentParser(
         prog="agent-memory",
@@ -57,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         parents=[common],
         help="show where the data lives and what is running",
-        description="Report the database in use, where its data lives, the schema version and what is running.",
+        description="Print a JSON report: the database in use (kind, URL with the password hidden), the data "
+        "directory, the embedded server's state, the schema version and pgvector. Exits 1 when something is wrong.",
     )
 
     reindex = commands.add_parser(
@@ -65,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rebuild chunks and caches from events",
         description="Drop and rebuild everything derived from events (chunks, caches), in bounded batches, "
-        "with a progress bar on stderr: the tenant of --tenant, or every tenant with --all-tenants.",
+        "with a progress bar on stderr: the tenant of --tenant, or every tenant with --all-tenants. Every "
+        "server's hot set is dropped. With --embeddings, instead embed every chunk that has no vector of the "
+        "current model (a backfill: vectors of another model are made again).",
     )
     reindex.add_argument("--all-tenants", action="store_true", help="every tenant (default: only --tenant)")
     reindex.add_argument("--batch", type=int, default=1000, help="events per transaction (default 1000)")
@@ -113,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         parents=[common],
         help="write a tenant's data as JSON lines",
-        description="Write everything recall is built from (events, artifacts, chunks, decisions, tasks, "
-        "handoffs, views) of --tenant as JSON lines: to stdout, or to --output.",
+        description="Write everything recall is built from (events, artifacts, chunks with their vectors, "
+        "decisions, tasks, handoffs, views) of --tenant as JSON lines, to stdout or to --output: a header line, "
+        'then {"table", "row"} per row.',
     )
     export.add_argument("--since", help="only what was recorded from then on (ISO 8601 date or time)")
     export.add_argument("--output", help="a file to write (default: stdout)")
@@ -123,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="restore an export into an empty tenant",
         description="Restore a file made by `agent-memory export` into --tenant, which must hold no events "
-        "yet (it may have another name than the exported one); all of it, or nothing.",
+        "yet (it may have another name than the exported one), in one transaction: all of it, or nothing. The "
+        "same requests then give the same bundles.",
     )
     restore.add_argument("source", metavar="FILE", help="the export, or - for stdin")
     _add_backup(commands, common)
@@ -134,12 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view_commands = views.add_subparsers(dest="views_command", required=True, metavar="ACTION")
     view_set = view_commands.add_parser(
-        "set", parents=[common], help="replace a view from a file", description="Replace view NAME with FILE."
+        "set",
+        parents=[common],
+        help="replace a view from a file",
+        description="Replace view NAME with FILE (- for stdin); secrets are redacted; listeners are notified.",
     )
     view_set.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
     view_set.add_argument("file", metavar="FILE", help="a text or Markdown file, or - for stdin")
-    view_show = view_commands.add_parser("show", parents=[common], help="print a view", description="Print view NAME.")
+    view_show = view_commands.add_parser(
+        "show", parents=[common], help="print a view", description="Print view NAME; exits 1 when it was never written."
+    )
     view_show.add_argument("name", choices=VIEW_NAMES, metavar="NAME", help=f"one of {', '.join(VIEW_NAMES)}")
+
+    reference = commands.add_parser(
+        "reference",
+        help="regenerate the generated sections of docs/reference.md",
+        description="Rewrite the sections of docs/reference.md between `GENERATED` markers from the code: every "
+        "tool and its arguments, resource, setting and command. Exits 1 when something has no description, or "
+        "with --check when the file is not current.",
+    )
+    reference.add_argument("--check", action="store_true", help="change nothing; exit 1 when the file is not current")
+    reference.add_argument(
+        "--output", type=Path, default=Path("docs/reference.md"), help="the file (default docs/reference.md)"
+    )
     return parser
 
 
@@ -148,8 +199,11 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
         "serve",
         parents=[common],
         help="run the MCP server (stdio by default)",
-        description="Run the MCP server: over stdio for a desktop assistant, or with --http as a "
-        "streamable HTTP endpoint at /mcp with /healthz and /readyz.",
+        description="Run the MCP server: over stdio for a desktop assistant (stdout carries only the protocol; "
+        "logs go to stderr), or with --http as a stateless streamable HTTP endpoint at /mcp, with /healthz "
+        "(alive), /readyz (database reachable, schema current) and /metrics (Prometheus); over HTTP every request "
+        "needs a bearer JWT or API key, or a signed request (docs/configuration.md). Stops cleanly on SIGTERM or "
+        "SIGINT (and stops the embedded PostgreSQL when it was its last user).",
     )
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
@@ -165,6 +219,8 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--jwt-audience", help="required `aud` claim")
     serve.add_argument("--redis-url", help="Redis for rate limits shared by every replica")
     serve.add_argument("--pool-max", type=int, help="most pooled database connections (default 20)")
+    serve.add_argument("--sentry-dsn", help="report errors to this Sentry DSN (needs the sentry extra)")
+    serve.add_argument("--sentry-environment", help="environment of the Sentry events, e.g. production")
 
 
 def _add_keys(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -176,7 +232,10 @@ def _add_keys(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = key_commands.add_parser(
-        "create", parents=[common], help="create a key and print it once", description="Create an API key."
+        "create",
+        parents=[common],
+        help="create a key and print it once",
+        description="Create an API key of --tenant and print it once, alone on stdout (only its hash is stored).",
     )
     create.add_argument("--role", required=True, choices=ROLES, help="what the key may do")
     create.add_argument("--name", default="service", help="a label to recognise it by (default service)")
@@ -184,8 +243,19 @@ def _add_keys(commands: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument(
         "--require-signature", action="store_true", help="refuse its bearer form: every request must be signed"
     )
-    key_commands.add_parser("list", parents=[common], help="list keys (never the keys)", description="List keys.")
-    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke a key", description="Revoke a key.")
+    key_commands.add_parser(
+        "list",
+        parents=[common],
+        help="list keys (never the keys)",
+        description="List the keys of --tenant: id, name, role, agent, signed, created, last used, revoked; "
+        "never the key itself.",
+    )
+    revoke = key_commands.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a key",
+        description="Revoke a key of --tenant; every replica refuses it from the next request on.",
+    )
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (key_…)")
 
 
@@ -196,7 +266,7 @@ def _add_forget(commands: Any, common: argparse.ArgumentParser) -> None:
         help="delete events, a session, a subject or a whole tenant, everywhere",
         description="Permanently delete from --tenant: events by id, a session, every event mentioning a "
         "subject (blanked out of the views too), or everything. Duplicates, chunks, artifacts, decisions and task "
-        "state derived from them go too; the audit log keeps a tombstone with the counts. Prints the receipt.",
+        "state derived from them go too; the audit log keeps a tombstone with the counts. Prints the receipt as JSON.",
     )
     scope = forget.add_mutually_exclusive_group(required=True)
     scope.add_argument("--event", action="append", dest="event_ids", metavar="EVENT_ID", help="repeatable")
@@ -235,13 +305,25 @@ def _add_retention(commands: Any, common: argparse.ArgumentParser) -> None:
         "recorded since.",
     )
     actions = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
-    set_ = actions.add_parser("set", parents=[common], help="set --tenant's retention", description="Set it.")
+    set_ = actions.add_parser(
+        "set",
+        parents=[common],
+        help="set --tenant's retention",
+        description="Set how long --tenant keeps its events (default: until forgotten).",
+    )
     days = set_.add_mutually_exclusive_group(required=True)
     days.add_argument("--days", type=int, help="keep events this many days")
     days.add_argument("--forever", action="store_true", help="keep events until forgotten (the default)")
-    actions.add_parser("show", parents=[common], help="show --tenant's retention", description="Show it.")
+    actions.add_parser(
+        "show", parents=[common], help="show --tenant's retention", description="Print --tenant's retention."
+    )
     purge = actions.add_parser(
-        "purge", parents=[common], help="forget what is past retention", description="Purge expired events."
+        "purge",
+        parents=[common],
+        help="forget what is past retention",
+        description="Forget the events past retention (of --tenant, or of every tenant that has one), as "
+        "`forget` does, keeping pinned events, those recording a decision still in force and the originals of "
+        "duplicates recorded since; prints the receipts. Run it daily.",
     )
     purge.add_argument("--all-tenants", action="store_true", help="every tenant with a retention (maintenance)")
 
@@ -268,28 +350,15 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
     purge.add_argument("--older-than-days", type=int, help="override the retention setting")
 
 
+def reference_flags() -> dict[str, str]:
+    """Setting → the ``dest`` of the flag that sets it (for the generated reference)."""
+    return {field: flag for flag, field in SETTING_FLAGS} | {"jwt_secret": "jwt_secret_file"}
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the flags that were given."""
     overrides: dict[str, Any] = {}
-    for flag, field in (
-        ("database_url", "database_url"),
-        ("data_dir", "data_dir"),
-        ("tenant", "tenant"),
-        ("log_format", "log_format"),
-        ("log_level", "log_level"),
-        ("host", "http_host"),
-        ("port", "http_port"),
-        ("auth", "auth"),
-        ("tls_cert", "tls_cert"),
-        ("tls_key", "tls_key"),
-        ("tls_min_version", "tls_min_version"),
-        ("allowed_hosts", "allowed_hosts"),
-        ("jwks", "jwks"),
-        ("jwt_issuer", "jwt_issuer"),
-        ("jwt_audience", "jwt_audience"),
-        ("redis_url", "redis_url"),
-        ("pool_max", "pool_max"),
-    ):
+    for flag, field in SETTING_FLAGS:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[field] = value
@@ -305,8 +374,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agent-memory`` console script."""
     args = build_parser().parse_args(argv)
+    is_server = args.command == "serve"
     try:
         settings = settings_from(args)
+        # a server reports its errors to Sentry when a DSN is set (once, before anything can fail)
+        reporter = error_reporting.start(settings) if is_server else None
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
@@ -315,10 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"agent-memory: {exc}", file=sys.stderr)
         return 2
-    is_server = args.command == "serve"
     # a replay prints its own report: the servers' and the database's chatter only when asked for
     quiet = args.command == "replay" and getattr(args, "log_level", None) is None
-    configure_logging(settings.log_format if is_server else "console", "warning" if quiet else settings.log_level)
+    configure_logging(
+        settings.log_format if is_server else "console", "warning" if quiet else settings.log_level, reporter
+    )
     try:
         return anyio.run(_dispatch, args, settings)
     except AgentMemoryError as exc:
@@ -346,6 +419,16 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "token":
         return _mint(args, settings)
+    if args.command == "reference":
+        from agent_memory.server.reference import reference_command
+
+        return await reference_command(
+            args.output,
+            check=args.check,
+            parser=build_parser(),
+            common=common_options(),
+            setting_flags=reference_flags(),
+        )
     from agent_memory.server import commands
 
     handlers = {

@@ -32,7 +32,7 @@ def register(server: MCPServer, runtime: Runtime) -> None:
     @guarded(runtime, "forget")
     async def forget_tool(
         event_ids: Annotated[list[str] | None, Field(max_length=1000, description="Events to forget (evt_…).")] = None,
-        session_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None,
+        session_id: Annotated[str | None, Field(min_length=1, max_length=128, description="A whole session.")] = None,
         subject: Annotated[str | None, Field(min_length=3, max_length=500, description="Text to forget.")] = None,
         everything: Annotated[bool, Field(description="Forget the whole tenant.")] = False,
     ) -> Annotated[CallToolResult, ForgetReceipt]:

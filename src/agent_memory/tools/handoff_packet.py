@@ -32,14 +32,22 @@ def register(server: MCPServer, runtime: Runtime) -> None:
     async def handoff_packet(
         to_agent: Annotated[str, Field(min_length=1, max_length=128, description="The receiving agent's id.")],
         task: Annotated[str, Field(min_length=1, max_length=8000, description="The work being handed over.")],
-        constraints: Annotated[list[str] | None, Field(max_length=50)] = None,
+        constraints: Annotated[
+            list[str] | None, Field(max_length=50, description="Limits the work must respect.")
+        ] = None,
         decision_ids: Annotated[
             list[str] | None, Field(max_length=50, description="Active decisions (dec_…) that bind the work.")
         ] = None,
-        required_files: Annotated[list[str] | None, Field(max_length=100)] = None,
-        open_questions: Annotated[list[str] | None, Field(max_length=50)] = None,
+        required_files: Annotated[
+            list[str] | None, Field(max_length=100, description="Files the receiver needs (paths or URLs).")
+        ] = None,
+        open_questions: Annotated[
+            list[str] | None, Field(max_length=50, description="What is still undecided.")
+        ] = None,
         refs: Annotated[list[str] | None, Field(max_length=100, description="Events/decisions it rests on.")] = None,
-        session_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None,
+        session_id: Annotated[
+            str | None, Field(min_length=1, max_length=128, description="Work thread; default 'default'.")
+        ] = None,
         agent_id: Annotated[str | None, Field(min_length=1, max_length=128, description="stdio only.")] = None,
     ) -> Annotated[CallToolResult, HandoffOut]:
         packet = await create_handoff(

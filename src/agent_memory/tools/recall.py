@@ -35,10 +35,19 @@ def register(server: MCPServer, runtime: Runtime) -> None:
     )
     @guarded(runtime, "recall")
     async def recall(
-        query: Annotated[str, Field(max_length=8000, description="What you need context for; may be empty.")] = "",
-        session_id: Annotated[str, Field(min_length=1, max_length=128, description="Work thread.")] = "default",
-        channel: Annotated[Channel, Field(description="Where the answer will be shown.")] = "private",
-        agent_id: Annotated[str | None, Field(min_length=1, max_length=128, description="stdio only.")] = None,
+        query: Annotated[
+            str, Field(max_length=8000, description="What you need context for; empty: resume work without a search.")
+        ] = "",
+        session_id: Annotated[
+            str, Field(min_length=1, max_length=128, description="The work thread whose recent turns to load.")
+        ] = "default",
+        channel: Annotated[
+            Channel, Field(description="Where the answer will be shown; decides what may load.")
+        ] = "private",
+        agent_id: Annotated[
+            str | None,
+            Field(min_length=1, max_length=128, description="stdio only; a handoff to this agent is delivered."),
+        ] = None,
         budget_tokens: Annotated[
             int, Field(ge=MIN_BUDGET, le=DEFAULT_BUDGET, description="Most tokens the bundle may hold.")
         ] = DEFAULT_BUDGET,
@@ -46,8 +55,15 @@ def register(server: MCPServer, runtime: Runtime) -> None:
             Literal["continue", "answer", "plan", "review"] | None,
             Field(description="`continue` resumes work from the hot set without a search."),
         ] = None,
-        include_history: Annotated[bool, Field(description="Also load superseded decisions, marked.")] = False,
-        as_of: Annotated[datetime | None, Field(description="Rebuild the context as it was then (ISO 8601).")] = None,
+        include_history: Annotated[
+            bool, Field(description="Also load superseded decisions, marked [superseded by dec_…].")
+        ] = False,
+        as_of: Annotated[
+            datetime | None,
+            Field(
+                description="Rebuild the context as it was then (ISO 8601): decisions in force and events before then."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, Bundle]:
         request = RecallRequest(
             query=query,

@@ -44,26 +44,48 @@ def register(server: MCPServer, runtime: Runtime) -> None:
         session_id: Annotated[
             str | None, Field(min_length=1, max_length=128, description="Work thread; default 'default'.")
         ] = None,
-        channel: Annotated[Channel | None, Field(description="Where it was said; default private.")] = None,
+        channel: Annotated[
+            Channel | None, Field(description="Where it was said; default private. Decides where it may be recalled.")
+        ] = None,
         actor: Annotated[str | None, Field(max_length=128, description="Who said or did it.")] = None,
         sensitivity: Annotated[
-            Sensitivity | None, Field(description="none, low, high or secret; automatic when omitted.")
+            Sensitivity | None,
+            Field(
+                description="When omitted: secret if a secret was redacted; high in the private channel, for "
+                "preferences and for personal data (e-mail, phone, IBAN); none in public; else low. Declaring "
+                "secret stores only a marker."
+            ),
         ] = None,
-        tags: Annotated[list[str] | None, Field(max_length=32)] = None,
-        refs: Annotated[list[str] | None, Field(max_length=100, description="Event/decision ids it rests on.")] = None,
+        tags: Annotated[list[str] | None, Field(max_length=32, description="Labels to find it by.")] = None,
+        refs: Annotated[
+            list[str] | None,
+            Field(max_length=100, description="Ids of events or decisions of your tenant it rests on."),
+        ] = None,
         at: Annotated[
-            datetime | None, Field(description="When it happened, ISO 8601 with offset; default now.")
+            datetime | None,
+            Field(description="When it happened, ISO 8601 with an offset (1970 to one day ahead); default now."),
         ] = None,
-        importance: Annotated[float | None, Field(ge=0, le=1, description="0 to 1.")] = None,
+        importance: Annotated[
+            float | None, Field(ge=0, le=1, description="0 to 1; default 0.5, decisions 0.8.")
+        ] = None,
         pinned: Annotated[bool | None, Field(description="Always load into context.")] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(description="Free-form JSON.")] = None,
-        decision: Annotated[DecisionFields | None, Field(description="With kind=decision.")] = None,
-        task: Annotated[TaskFields | None, Field(description="With kind=task_update.")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Free-form JSON up to 64 KiB; secret-looking values are redacted.")
+        ] = None,
+        decision: Annotated[
+            DecisionFields | None, Field(description="With kind=decision: its structured fields.")
+        ] = None,
+        task: Annotated[
+            TaskFields | None, Field(description="With kind=task_update: the task to create (no task_id) or update.")
+        ] = None,
         events: Annotated[
             list[dict[str, Any]] | None, Field(description="A batch: objects with the fields above, `text` required.")
         ] = None,
         agent_id: Annotated[
-            str | None, Field(min_length=1, max_length=128, description="Your agent id (stdio only).")
+            str | None,
+            Field(
+                min_length=1, max_length=128, description="Your agent id (stdio only; over HTTP the token names it)."
+            ),
         ] = None,
     ) -> Annotated[CallToolResult, RememberResult]:
         given = {
