@@ -1,7 +1,7 @@
 # agent-memory as a streamable HTTP server. Configured only by environment (AGENT_MEMORY_*, secrets also as
 # AGENT_MEMORY_<NAME>_FILE pointing at a mounted file); see docs/configuration.md and docs/deploy.md.
 #
-#   docker build -t agent-memory .
+#   docker build -t agent-memory .                             # add --build-arg EXTRAS=sentry for error reporting
 #   docker run -p 8765:8765 -e AGENT_MEMORY_DATABASE_URL=... -e AGENT_MEMORY_JWT_SECRET_FILE=/run/secrets/jwt \
 #       -e AGENT_MEMORY_ALLOWED_HOSTS=memory.example.com agent-memory
 
@@ -9,13 +9,14 @@ ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 # --- build: resolve the locked dependencies into a virtual environment --------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS=""
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --locked --no-dev --no-install-project
+RUN uv sync --locked --no-dev --no-install-project ${EXTRAS:+--extra $EXTRAS}
 COPY src ./src
-RUN uv sync --locked --no-dev --no-editable
+RUN uv sync --locked --no-dev --no-editable ${EXTRAS:+--extra $EXTRAS}
 
 # --- runtime: the environment and nothing else (no compilers, no uv, no pip cache) -------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -52,6 +52,7 @@ class ForgetReceipt(BaseModel):
     handoffs: int = 0
     views_changed: int = 0
     api_keys: int = 0
+    vectors_remade: int = 0  # vectors of other chunks that held the forgotten text as context, to be made again
 
 
 def scope_of(

@@ -13,9 +13,9 @@ def test_bm25_prefers_rare_terms_over_common_ones() -> None:
 
 
 def test_hybrid_uses_meaning_and_treats_missing_vectors_as_neutral() -> None:
-    """Similarity carries most weight; without any vector the result is the scaled lexical score; a document
-    without a vector gets the median similarity of the others."""
-    assert scoring.hybrid([2.0, 1.0], [None, None]) == [1.0, 0.5]
+    """Similarity carries most weight; without any vector the result is the lexical score scaled by the best and
+    sharpened (``LEXICAL_POWER``); a document without a vector gets the median similarity of the others."""
+    assert scoring.hybrid([2.0, 1.0], [None, None]) == [1.0, 0.5**scoring.LEXICAL_POWER]
     fused = scoring.hybrid([0.0, 1.0, 0.5], [0.9, 0.1, None])
     assert fused[0] > fused[1]
     assert fused[2] > 0

@@ -12,6 +12,7 @@ from typing import Final
 from agent_memory.context import scoring, temporal
 from agent_memory.context.assembly import Assembly
 from agent_memory.context.bundle import Item
+from agent_memory.context.semantic import Closeness
 from agent_memory.context.temporal import TimeCue
 from agent_memory.store.rows import Candidate, HandoffRow
 
@@ -19,7 +20,7 @@ MAX_EVIDENCE_ITEMS: Final = 200
 MAX_HANDOFF_EVIDENCE: Final = 20
 TAG_RELEVANCE: Final = 0.5  # a tag naming a word of the query counts as a fair lexical match
 SEMANTIC_FLOOR: Final = 0.25  # below this cosine similarity a chunk is not close in meaning (MiniLM scale)
-ACTOR_BOOST: Final = 0.2  # relevance gained by what the actor named in the query said
+ACTOR_BOOST: Final = 0.3  # relevance gained by what the actor named in the query said
 WINDOW_RELEVANCE: Final = 0.25  # of the best relevance, added for a chunk inside the time window the query names
 
 
@@ -33,7 +34,7 @@ def add_evidence(
     horizon: datetime,
     *,
     terms: Sequence[str] = (),
-    similarity: dict[str, float] | None = None,
+    similarity: Closeness | None = None,
     when: TimeCue = temporal.NONE,
 ) -> None:
     """Filter, score and pack the candidate pool. With a query, a candidate that matches none of its words
@@ -41,7 +42,7 @@ def add_evidence(
     however recent; pinned, handed-over and contradiction-winning events come first."""
     kept = _filter(assembly, candidates, packets, horizon)
     handed_over = handed_over_refs(assembly, packets)
-    relevance = _relevance(kept, terms, query_tags, similarity or {}, when)
+    relevance = _relevance(kept, terms, query_tags, similarity or Closeness(), when)
     beta = scoring.BETA_LATEST if when.prefer_recent else scoring.BETA
     ranked = []
     for c in kept:
@@ -72,12 +73,13 @@ def add_evidence(
 
 
 def _relevance(
-    kept: list[Candidate], terms: Sequence[str], query_tags: set[str], similarity: dict[str, float], when: TimeCue
+    kept: list[Candidate], terms: Sequence[str], query_tags: set[str], similarity: Closeness, when: TimeCue
 ) -> dict[str, float]:
     """Chunk id -> relevance in [0, 1]: BM25 over the pool (a tag naming a word of the query counts as a fair
-    match) fused with semantic similarity, raised by the best of its neighbours in the conversation, scaled by the
-    best; more inside the query's time window. A candidate that matches no word, is less than ``SEMANTIC_FLOOR``
-    similar and lies outside the window scores 0 (it is not evidence), whatever its neighbours."""
+    match) fused with semantic similarity (of the chunk alone and in its context), raised by the best of its
+    neighbours in the conversation, scaled by the best; more inside the query's time window. A candidate that
+    matches no word, is less than ``SEMANTIC_FLOOR`` similar by itself (its context does not count here) and lies
+    outside the window scores 0 (it is not evidence), whatever its neighbours."""
     if not kept:
         return {}
     lexical = scoring.bm25([c.lexemes for c in kept], terms, max(c.corpus_size for c in kept))
@@ -86,9 +88,9 @@ def _relevance(
         max(value, TAG_RELEVANCE * top) if query_tags.intersection(c.tags) else value
         for value, c in zip(lexical, kept, strict=True)
     ]
-    fused = _by_actor(kept, query_tags, scoring.hybrid(lexical, [similarity.get(c.id) for c in kept]))
+    fused = _by_actor(kept, query_tags, scoring.hybrid(lexical, [similarity.ranking(c.id) for c in kept]))
     base = [
-        value if lex > 0 or similarity.get(c.id, -1.0) >= SEMANTIC_FLOOR or when.contains(c.ts) else 0.0
+        value if lex > 0 or similarity.own.get(c.id, -1.0) >= SEMANTIC_FLOOR or when.contains(c.ts) else 0.0
         for value, lex, c in zip(fused, lexical, kept, strict=True)
     ]
     # context lifts the neighbours of relevant turns, but never makes an irrelevant one evidence

@@ -58,7 +58,7 @@ from agent_memory.context.policy import (
     may_load,
 )
 from agent_memory.context.sections import add_decisions, add_recent, add_standing
-from agent_memory.context.semantic import OFF, Semantic, SemanticMode
+from agent_memory.context.semantic import OFF, Closeness, Semantic, SemanticMode
 from agent_memory.errors import Forbidden, InvalidInput
 from agent_memory.ingest import derive_chunks
 from agent_memory.store.database import Database, Tx
@@ -209,7 +209,7 @@ async def _retrieve(
         tagged=POOL_TAGGED,
         windowed=POOL_WINDOW,
     )
-    similarity = await semantic.similarities(tx, search, candidates) if semantic is not None else {}
+    similarity = await semantic.similarities(tx, search, candidates) if semantic is not None else Closeness()
     statements = _statements(assembly, session, candidates, horizon)
     # only a summary or a fact can be contradicted: without one, nothing to parse (most queries of a chat)
     found = conflicts.find(statements) if any(s.kind in conflicts.SUMMARY_KINDS for s in statements) else []
@@ -239,7 +239,7 @@ async def _retrieve(
         pool=len(candidates),
         conflicts=notes,
         semantic=search.mode,
-        without_vector=sum(1 for c in candidates if c.id not in similarity) if search.mode != "off" else 0,
+        without_vector=sum(1 for c in candidates if c.id not in similarity.own) if search.mode != "off" else 0,
         window=when.window,
     )
 

@@ -22,7 +22,8 @@ HALF_LIFE_DAYS: Final = 7.0
 BETA_LATEST: Final = 0.5  # recency weight when the query asks for the latest occurrence ("last time")
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
-SEMANTIC_WEIGHT: Final = 0.7  # of relevance, for cosine similarity (the rest: BM25 scaled by the best)
+SEMANTIC_WEIGHT: Final = 0.65  # of relevance, for cosine similarity (the rest: BM25 scaled by the best, squared)
+LEXICAL_POWER: Final = 2  # BM25 scaled by the best, raised to this: matching only a query's common words weighs little
 CONTEXT_WEIGHT: Final = 0.4  # of the best neighbour's relevance added to an item's
 CONTEXT_REACH: Final = 2  # items before and after in the same session that count as its neighbours
 
@@ -64,17 +65,18 @@ def bm25(docs: Sequence[Sequence[str]], terms: Sequence[str], corpus: int = 0) -
 
 
 def hybrid(lexical: Sequence[float], similarity: Sequence[float | None]) -> list[float]:
-    """Lexical scores (scaled by the best) and cosine similarities fused linearly, ``SEMANTIC_WEIGHT`` on meaning.
-    A document without a vector gets the median similarity of the others (neither helped nor hurt); with no
-    vectors at all the result is the scaled lexical score."""
+    """Lexical scores (scaled by the best, to the power ``LEXICAL_POWER``) and cosine similarities fused linearly,
+    ``SEMANTIC_WEIGHT`` on meaning. A document without a vector gets the median similarity of the others (neither
+    helped nor hurt); with no vectors at all the result is the scaled lexical score."""
     top = max(lexical, default=0.0) or 1.0
+    scaled = [(value / top) ** LEXICAL_POWER for value in lexical]
     present = sorted(s for s in similarity if s is not None)
     if not present:
-        return [value / top for value in lexical]
+        return scaled
     neutral = present[len(present) // 2]
     return [
-        SEMANTIC_WEIGHT * max(0.0, neutral if s is None else s) + (1 - SEMANTIC_WEIGHT) * value / top
-        for value, s in zip(lexical, similarity, strict=True)
+        SEMANTIC_WEIGHT * max(0.0, neutral if s is None else s) + (1 - SEMANTIC_WEIGHT) * value
+        for value, s in zip(scaled, similarity, strict=True)
     ]
 
 

@@ -8,6 +8,10 @@ Two paths, chosen by what the database offers (the type of ``chunks.embedding``)
 - ``rerank``: without pgvector, vectors are stored as ``real[]``; the candidate pool stays the lexical, recent,
   pinned and tagged chunks, and their similarities are computed here, so semantics reorder that bounded pool.
 
+Each chunk has two vectors (``embeddings.model``): the chunk alone, and the chunk in its context. The first
+decides whether a candidate is close in meaning to the query at all (and is the one the HNSW index searches);
+ranking blends both (``Closeness.ranking``).
+
 Candidates without a vector of the current model (not embedded yet, or by another model) are scored lexically
 only; provenance says how many there were.
 """
@@ -34,16 +38,36 @@ log = structlog.get_logger(__name__)
 
 SemanticMode = Literal["pgvector", "rerank", "off"]
 NEIGHBOURS: Final = 200  # chunks the HNSW search adds to the pool
+CONTEXT_VECTOR_WEIGHT: Final = 0.8  # of the similarity that ranks a chunk, for its vector in context
 EF_SEARCH: Final = 200
 
 
 @dataclass(frozen=True)
 class Search:
-    """What the semantic search found before the pool was gathered."""
+    """What the semantic search found before the pool was gathered: the nearest chunks, each with the similarity
+    of its vector and of its context vector (``None``: none)."""
 
     mode: SemanticMode
     vector: Vectors | None = None
-    neighbours: dict[str, float] = field(default_factory=dict)
+    neighbours: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Closeness:
+    """Cosine similarities to the query, by chunk id: of the chunk's own vector (``own``: whether it is close in
+    meaning at all) and of its context vector (``in_context``)."""
+
+    own: dict[str, float] = field(default_factory=dict)
+    in_context: dict[str, float] = field(default_factory=dict)
+
+    def ranking(self, chunk_id: str) -> float | None:
+        """The similarity that ranks a chunk: ``CONTEXT_VECTOR_WEIGHT`` on its context vector, the rest on its own
+        (its own alone when it has no context vector; ``None`` when it has no vector)."""
+        own = self.own.get(chunk_id)
+        context = self.in_context.get(chunk_id)
+        if own is None or context is None:
+            return own
+        return (1 - CONTEXT_VECTOR_WEIGHT) * own + CONTEXT_VECTOR_WEIGHT * context
 
 
 OFF: Final = Search("off")
@@ -75,20 +99,34 @@ class Semantic:
         found = await tx.semantic_neighbours(vector.tolist(), horizon, MODEL_ID, self.neighbours, ef_search=EF_SEARCH)
         return Search("pgvector", vector, found)
 
-    async def similarities(self, tx: Tx, search: Search, candidates: Sequence[Candidate]) -> dict[str, float]:
-        """Chunk id -> cosine similarity to the query, for every candidate with a vector of the current model."""
+    async def similarities(self, tx: Tx, search: Search, candidates: Sequence[Candidate]) -> Closeness:
+        """The cosine similarities to the query of every candidate with a vector of the current model."""
         if search.vector is None:
-            return {}
+            return Closeness()
         todo = [
             c.id
             for c in candidates
             if c.id not in search.neighbours and c.embedding_model == MODEL_ID and c.embedding_dim == DIMENSION
         ]
         if search.mode == "pgvector":
-            return {**search.neighbours, **await tx.similarities(todo, search.vector.tolist(), MODEL_ID)}
-        stored = await tx.chunk_vectors(todo, MODEL_ID, DIMENSION)
-        if not stored:
-            return {}
-        ids = list(stored)
-        scores = cosine(search.vector, np.stack([stored[i] for i in ids]))
-        return {i: float(s) for i, s in zip(ids, scores.tolist(), strict=True)}
+            pairs = {**search.neighbours, **await tx.similarities(todo, search.vector.tolist(), MODEL_ID)}
+        else:
+            pairs = _scored(search.vector, await tx.chunk_vectors(todo, MODEL_ID, DIMENSION))
+        return Closeness(
+            own={i: own for i, (own, _) in pairs.items()},
+            in_context={i: context for i, (_, context) in pairs.items() if context is not None},
+        )
+
+
+def _scored(query: Vectors, stored: dict[str, tuple[Vectors, Vectors | None]]) -> dict[str, tuple[float, float | None]]:
+    """Without pgvector: the similarities of the stored vectors (and context vectors) to the query's."""
+    if not stored:
+        return {}
+    ids = list(stored)
+    own = cosine(query, np.stack([stored[i][0] for i in ids])).tolist()
+    with_context = {i: vector for i in ids if (vector := stored[i][1]) is not None}
+    context: dict[str, float] = {}
+    if with_context:
+        scores = cosine(query, np.stack(list(with_context.values())))
+        context = dict(zip(with_context, scores.tolist(), strict=True))
+    return {i: (float(s), context.get(i)) for i, s in zip(ids, own, strict=True)}

@@ -6,6 +6,12 @@ next to this module (``tokenizer.json``, Apache-2.0, see ``NOTICE.md``). The pip
 sentence-transformers uses for this model: WordPiece tokens (at most 256), mean pooling over the attention
 mask, L2 normalisation; so the dot product of two vectors is their cosine similarity.
 
+Each chunk gets two vectors: its text alone, and its text in context (``in_context``: its own text, then the text
+of the chunk before it in its session). The first decides whether a chunk is close in meaning to a query at
+all; the second helps rank it, so that a reply such as "Super good! Rich and creamy" is found by a question about
+what it answers (docs/retrieval.md has the numbers). The own text comes first, so that truncation at
+``MAX_TOKENS`` cuts the context, never the chunk.
+
 Every stored vector carries ``MODEL_ID`` and ``DIMENSION``: vectors of another model are ignored and
 re-embedded, never compared with these.
 """
@@ -101,6 +107,11 @@ class Embedder:
         """The unit vector of one text (a 1-D array)."""
         vector: Vectors = self.embed([text])[0]
         return vector
+
+
+def in_context(text: str, context: str | None) -> str:
+    """What is embedded for a chunk: its text, then (on a new line) the text of the chunk before it, if any."""
+    return f"{text}\n{context}" if context else text
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import structlog
 
-from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder, in_context
 from agent_memory.errors import AgentMemoryError
 from agent_memory.store.database import CHANGES_CHANNEL, Database
 
@@ -57,9 +57,14 @@ async def embed_tenant(
             todo = await tx.chunks_to_embed(batch)
             if not todo:
                 return done
-            vectors = await anyio.to_thread.run_sync(embedder.embed, [text for _, text in todo])
+            # each chunk alone, then the chunks that have a context in it (without one, both vectors are the same)
+            texts = [text for _, text, _ in todo]
+            contextual = [i for i, (_, _, context) in enumerate(todo) if context]
+            texts += [in_context(todo[i][1], todo[i][2]) for i in contextual]
+            vectors = (await anyio.to_thread.run_sync(embedder.embed, texts)).tolist()
+            in_contexts = dict(zip(contextual, vectors[len(todo) :], strict=True))
             await tx.set_embeddings(
-                [(chunk_id, row) for (chunk_id, _), row in zip(todo, vectors.tolist(), strict=True)],
+                [(chunk_id, vectors[i], in_contexts.get(i, vectors[i])) for i, (chunk_id, _, _) in enumerate(todo)],
                 MODEL_ID,
                 DIMENSION,
             )

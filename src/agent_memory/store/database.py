@@ -84,6 +84,12 @@ TABLES = (
 )
 
 
+def _similarity_pair(row: asyncpg.Record) -> tuple[float, float | None]:
+    """(similarity, context similarity or ``None``) of a row of ``semantic_neighbours`` or ``similarities``."""
+    context = row["context_similarity"]
+    return float(row["similarity"]), None if context is None else float(context)
+
+
 def _rowcount(status: str) -> int:
     """The rows a command touched, from its status (``DELETE 3``, ``INSERT 0 5``, ``UPDATE 1``)."""
     return int(status.rsplit(" ", 1)[-1])
@@ -720,10 +726,13 @@ class Tx:
             await self._execute("forget_relink_successor", successor, predecessor)
 
     async def delete_events(self, ids: Sequence[str]) -> dict[str, int]:
-        """Delete events ``ids`` and what cascades from them; the number of rows of each table that went."""
+        """Delete events ``ids`` and what cascades from them, and drop the vectors that hold their text as context
+        (see ``chunks_to_embed``); the number of rows of each table that went, and of vectors dropped."""
         counted = await self._fetchrow("forget_count_derived", list(ids))
+        remade = _rowcount(await self._execute("forget_context_vectors", list(ids)))
         status = await self._execute("forget_events", list(ids))
-        return {"events": _rowcount(status), **{name: int(n) for name, n in dict(counted).items()}}
+        counts = {name: int(n) for name, n in dict(counted).items()}
+        return {"events": _rowcount(status), **counts, "vectors_remade": remade}
 
     async def replace_tasks(self, task_ids: Sequence[str]) -> tuple[int, list[EventRow]]:
         """Delete tasks ``task_ids``; returns how many, and the task updates left to replay them from."""
@@ -820,15 +829,24 @@ class Tx:
         """``vector(384)`` where pgvector holds the chunks' vectors, ``real[]`` where it does not."""
         return str(await self._conn.fetchval(QUERIES["embedding_column_type"]))
 
-    async def chunks_to_embed(self, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` (chunk id, text) without a vector yet, newest first."""
-        return [(row["id"], row["text"]) for row in await self._fetch("chunks_to_embed", limit)]
+    async def chunks_to_embed(self, limit: int) -> list[tuple[str, str, str | None]]:
+        """Up to ``limit`` (chunk id, text, context) without a vector yet, newest first; the context is the text
+        of the chunk before it in its session, ``None`` when there is none or it is more sensitive."""
+        return [(row["id"], row["text"], row["context"]) for row in await self._fetch("chunks_to_embed", limit)]
 
-    async def set_embeddings(self, vectors: Sequence[tuple[str, Sequence[float]]], model: str, dimension: int) -> int:
-        """Store each chunk's vector with its model and dimension; returns how many chunks still existed."""
-        ids = [chunk_id for chunk_id, _ in vectors]
-        literals = ["{" + ",".join(format(x, ".7g") for x in vector) + "}" for _, vector in vectors]
-        status = await self._execute("set_embeddings", ids, literals, model, dimension)
+    async def set_embeddings(
+        self, vectors: Sequence[tuple[str, Sequence[float], Sequence[float]]], model: str, dimension: int
+    ) -> int:
+        """Store each chunk's vector and context vector, (id, vector, context vector), with their model and
+        dimension; returns how many chunks still existed."""
+
+        def literal(vector: Sequence[float]) -> str:
+            return "{" + ",".join(format(x, ".7g") for x in vector) + "}"
+
+        ids = [chunk_id for chunk_id, _, _ in vectors]
+        own = [literal(vector) for _, vector, _ in vectors]
+        context = [literal(vector) for _, _, vector in vectors]
+        status = await self._execute("set_embeddings", ids, own, model, dimension, context)
         return _rowcount(status)
 
     async def count_chunks_to_embed(self, model: str, dimension: int) -> int:
@@ -842,30 +860,36 @@ class Tx:
 
     async def semantic_neighbours(
         self, vector: Sequence[float], horizon: datetime, model: str, limit: int, *, ef_search: int = 100
-    ) -> dict[str, float]:
-        """pgvector only: the ``limit`` chunks nearest to ``vector`` (HNSW), with their cosine similarity."""
+    ) -> dict[str, tuple[float, float | None]]:
+        """pgvector only: the ``limit`` chunks nearest to ``vector`` (HNSW), with the cosine similarity of their
+        vector and of their context vector (``None``: none)."""
         await self._conn.execute(QUERIES["enter_vector_search"], str(ef_search))
         rows = await self._fetch("semantic_neighbours", list(vector), horizon, model, limit)
-        return {row["id"]: float(row["similarity"]) for row in rows}
+        return {row["id"]: _similarity_pair(row) for row in rows}
 
-    async def similarities(self, ids: Sequence[str], vector: Sequence[float], model: str) -> dict[str, float]:
-        """pgvector only: the cosine similarity to ``vector`` of those of ``ids`` that have a vector of ``model``."""
+    async def similarities(
+        self, ids: Sequence[str], vector: Sequence[float], model: str
+    ) -> dict[str, tuple[float, float | None]]:
+        """pgvector only: the cosine similarity to ``vector`` of those of ``ids`` that have a vector of ``model``,
+        and of their context vector (``None``: none)."""
         if not ids:
             return {}
         rows = await self._fetch("similarities", list(ids), list(vector), model)
-        return {row["id"]: float(row["similarity"]) for row in rows}
+        return {row["id"]: _similarity_pair(row) for row in rows}
 
-    async def chunk_vectors(self, ids: Sequence[str], model: str, dimension: int) -> dict[str, Any]:
-        """Without pgvector: the stored vectors (float32 arrays) of those of ``ids`` that have one of ``model``."""
+    async def chunk_vectors(self, ids: Sequence[str], model: str, dimension: int) -> dict[str, tuple[Any, Any]]:
+        """Without pgvector: the stored vectors (float32 arrays) of those of ``ids`` that have one of ``model``, each
+        with its context vector (``None``: none)."""
         if not ids:
             return {}
         rows = await self._fetch("chunk_vectors", list(ids), model, dimension)
         import numpy as np  # only this fallback needs it
 
-        # a 1-D real[] in binary form: a 20-byte header, then (length, value) pairs of big-endian 4-byte words
-        return {
-            row["id"]: np.frombuffer(row["embedding"], dtype=">f4", offset=20)[1::2].astype(np.float32) for row in rows
-        }
+        def array(binary: bytes | None) -> Any:
+            # a 1-D real[] in binary form: a 20-byte header, then (length, value) pairs of big-endian 4-byte words
+            return None if binary is None else np.frombuffer(binary, dtype=">f4", offset=20)[1::2].astype(np.float32)
+
+        return {row["id"]: (array(row["embedding"]), array(row["context_embedding"])) for row in rows}
 
     async def evidence_pool(
         self,

@@ -304,16 +304,30 @@ WHERE attrelid = 'chunks'::regclass AND attname = 'embedding' AND NOT attisdropp
 -- name: chunks_to_embed
 -- Up to $2 chunks without a vector, newest first (the index chunks_unembedded serves it), locked until the
 -- transaction stores their vectors: embedders of other processes skip them instead of doing the work twice.
-SELECT id, text FROM chunks
-WHERE tenant_id = $1 AND embedding_model IS NULL
-ORDER BY ts DESC, id DESC
+-- Each comes with the text of the chunk before it in its session (its context), unless that one is more
+-- sensitive: a vector must not carry what a channel that may load its chunk may not see.
+SELECT c.id, c.text,
+       CASE WHEN array_position(ARRAY['none', 'low', 'high'], p.sensitivity)
+                 <= array_position(ARRAY['none', 'low', 'high', 'secret'], c.sensitivity)
+            THEN p.text END AS context
+FROM chunks c
+LEFT JOIN LATERAL (
+    SELECT x.text, x.sensitivity FROM chunks x
+    WHERE x.tenant_id = $1 AND x.session_id = c.session_id AND (x.ts, x.event_id, x.seq) < (c.ts, c.event_id, c.seq)
+    ORDER BY x.ts DESC, x.event_id DESC, x.seq DESC
+    LIMIT 1
+) p ON true
+WHERE c.tenant_id = $1 AND c.embedding_model IS NULL
+ORDER BY c.ts DESC, c.id DESC
 LIMIT $2
-FOR UPDATE SKIP LOCKED;
+FOR UPDATE OF c SKIP LOCKED;
 
 -- name: set_embeddings
--- Store vectors ($3: each as a real[] literal) for chunks $2, made by model $4 of dimension $5.
-UPDATE chunks c SET embedding = u.vector::real[], embedding_model = $4, embedding_dim = $5
-FROM unnest($2::text[], $3::text[]) AS u (id, vector)
+-- Store vectors ($3: each as a real[] literal) and context vectors ($6, likewise) for chunks $2, made by model $4
+-- of dimension $5.
+UPDATE chunks c
+SET embedding = u.vector::real[], context_embedding = u.context::real[], embedding_model = $4, embedding_dim = $5
+FROM unnest($2::text[], $3::text[], $6::text[]) AS u (id, vector, context)
 WHERE c.tenant_id = $1 AND c.id = u.id;
 
 -- name: count_chunks_to_embed
@@ -323,7 +337,7 @@ WHERE tenant_id = $1 AND (embedding_model IS NULL OR embedding_model <> $2 OR em
 
 -- name: forget_other_embeddings
 -- Drop vectors made by a model other than $2 (dimension $3), so that they are embedded again.
-UPDATE chunks SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL
+UPDATE chunks SET embedding = NULL, context_embedding = NULL, embedding_model = NULL, embedding_dim = NULL
 WHERE tenant_id = $1 AND embedding_model IS NOT NULL
   AND (embedding_model <> $2 OR embedding_dim IS DISTINCT FROM $3);
 
@@ -332,21 +346,28 @@ WHERE tenant_id = $1 AND embedding_model IS NOT NULL
 SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', $1, true);
 
 -- name: semantic_neighbours
--- pgvector only: the $5 chunks made by $3 nearest to the query vector $2 (model $4), with their cosine similarity.
-SELECT id, 1 - (embedding <=> $2::real[]::vector) AS similarity FROM chunks
+-- pgvector only: the $5 chunks made by $3 nearest to the query vector $2 (model $4), with their cosine similarity
+-- and that of their context vector.
+SELECT id, 1 - (embedding <=> $2::real[]::vector) AS similarity,
+       1 - (context_embedding <=> $2::real[]::vector) AS context_similarity
+FROM chunks
 WHERE tenant_id = $1 AND ts <= $3 AND embedding_model = $4
 ORDER BY embedding <=> $2::real[]::vector
 LIMIT $5;
 
 -- name: similarities
--- pgvector only: the cosine similarity of chunks $2 to the query vector $3, for those with a vector of model $4.
-SELECT id, 1 - (embedding <=> $3::real[]::vector) AS similarity FROM chunks
+-- pgvector only: the cosine similarity of chunks $2 (and of their context vectors) to the query vector $3, for
+-- those with a vector of model $4.
+SELECT id, 1 - (embedding <=> $3::real[]::vector) AS similarity,
+       1 - (context_embedding <=> $3::real[]::vector) AS context_similarity
+FROM chunks
 WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $4;
 
 -- name: chunk_vectors
 -- Without pgvector: the vectors of chunks $2 made by model $3 with dimension $4, to score in process; in the
--- binary array form (array_send), which is read without building a Python float per element.
-SELECT id, array_send(embedding) AS embedding FROM chunks
+-- binary array form (array_send), which is read without building a Python float per element. With each, its
+-- context vector (NULL: none).
+SELECT id, array_send(embedding) AS embedding, array_send(context_embedding) AS context_embedding FROM chunks
 WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embedding_dim = $4;
 
 -- name: evidence_pool

@@ -105,14 +105,18 @@ CREATE TRIGGER chunks_truncated AFTER TRUNCATE ON chunks
 -- Embeddings: a pgvector column with an HNSW index where the extension exists, a plain real[] where it
 -- does not (semantic scoring then reranks the bounded lexical candidate pool). Never required.
 -- Each vector is recorded with its model and dimension (embedding_model, embedding_dim).
+-- context_embedding: the chunk in its context (its text, then the text of the chunk before it in its session);
+-- it helps rank a candidate, while `embedding` (the chunk alone) decides whether it is close to a query at all.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
         CREATE EXTENSION IF NOT EXISTS vector;
         ALTER TABLE chunks ADD COLUMN embedding vector(384);
+        ALTER TABLE chunks ADD COLUMN context_embedding vector(384);
         CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops);
     ELSE
         ALTER TABLE chunks ADD COLUMN embedding real[];
+        ALTER TABLE chunks ADD COLUMN context_embedding real[];
     END IF;
 END
 $$;
@@ -315,7 +319,7 @@ GRANT SELECT, INSERT, UPDATE ON tenants TO agent_memory_app;
 GRANT SELECT, INSERT, DELETE ON events, chunks, artifacts TO agent_memory_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, tasks, handoffs, views, api_keys TO agent_memory_app;
 GRANT SELECT, INSERT ON audit_log TO agent_memory_app;
-GRANT UPDATE (embedding, embedding_model, embedding_dim) ON chunks TO agent_memory_app;  -- the embedder
+GRANT UPDATE (embedding, context_embedding, embedding_model, embedding_dim) ON chunks TO agent_memory_app;  -- embedder
 GRANT SELECT, INSERT, DELETE ON request_signatures TO agent_memory_app;
 
 -- The tenant of the current transaction; NULL when none is set (a setting once set reads '' afterwards).
