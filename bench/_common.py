@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: a database to run in, the server as a real process, percentiles."""
+"""What the benchmark scripts share: a database to run in, the server as a real process, percentiles, and what
+a process holds (memory, file descriptors, its descendants) read from ``/proc``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import anyio
 import asyncpg
@@ -57,8 +59,13 @@ class Server:
 
 
 @asynccontextmanager
-async def http_server(dsn: str, **settings: str) -> AsyncIterator[Server]:
-    """The server on ``dsn`` (its connections named ``APPLICATION``), rate limits lifted, ready when yielded."""
+async def http_server(dsn: str, *, stderr: int | IO[Any] | None = None, **settings: str) -> AsyncIterator[Server]:
+    """The server on ``dsn`` (its connections named ``APPLICATION``), rate limits lifted, ready when yielded.
+
+    ``stderr`` is where its log goes (as for ``subprocess.Popen``): by default ours (warnings and errors only).
+    Never a pipe that nothing reads: it fills after 64 KiB of log lines (slow-query warnings under load, say),
+    and the server then blocks on its next log line.
+    """
     secret = secrets.token_urlsafe(32)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_MEMORY_")}
@@ -72,7 +79,9 @@ async def http_server(dsn: str, **settings: str) -> AsyncIterator[Server]:
     )
     env.update({f"AGENT_MEMORY_{key.upper()}": value for key, value in settings.items()})
     command = [sys.executable, "-m", "agent_memory", "serve", "--http"]
-    process = await anyio.open_process(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    process = await anyio.open_process(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+    )
     try:
         server = Server(process, f"http://127.0.0.1:{port}", secret)
         await wait_until_ready(server.base_url, process)
@@ -104,3 +113,73 @@ def rss_bytes(pid: int) -> int | None:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return None
+
+
+def open_fds(pid: int) -> int | None:
+    """How many file descriptors process ``pid`` has open (Linux), or None."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def _parents() -> dict[int, int]:
+    """Every live process's parent, by pid."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ")"
+        parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+    return parents
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids other than ours whose command line contains ``marker`` (e.g. a data directory only one cluster
+    uses)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in command:
+                found.append(int(entry.name))
+    return found
+
+
+def process_tree(roots: Iterable[int]) -> set[int]:
+    """``roots`` and all their live descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    tree, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def memory_of(pids: Iterable[int]) -> tuple[int, int]:
+    """(RSS, PSS) in bytes summed over ``pids``. RSS counts shared pages once per process (PostgreSQL's shared
+    buffers once per backend); PSS splits them among the processes sharing them, so its sum is the real total.
+    """
+    rss = pss = 0
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="ascii")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        for line in rollup.splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+    return rss, pss
