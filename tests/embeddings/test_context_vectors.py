@@ -34,7 +34,9 @@ async def remember(client: Client, text: str, at: str, **fields: Any) -> str:
 async def vectors(db: Database) -> dict[str, tuple[Any, Any]]:
     """Event id -> (vector, context vector) of its chunk, as float arrays (``None`` where there is none)."""
     async with db.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT event_id, embedding::real[] AS own, context_embedding::real[] AS ctx FROM chunks")
+        rows = await conn.fetch(
+            "SELECT event_id, embedding::real[] AS own, context_embedding::real[] AS ctx FROM chunks"
+        )
 
     def array(value: Any) -> Any:
         return None if value is None else np.array(value, dtype=np.float32)
@@ -57,7 +59,8 @@ async def test_each_chunk_is_embedded_alone_and_after_the_chunk_before_it(
     assert (await embed_chunks(db, embedder, tenant="local")).chunks == 3
     stored = await vectors(db)
     alone = embedder.embed([FIRST, SECOND, "The printer is jammed again."])
-    assert same(stored[first][0], alone[0]) and same(stored[first][1], alone[0])
+    assert same(stored[first][0], alone[0])
+    assert same(stored[first][1], alone[0])
     assert same(stored[elsewhere][1], alone[2])
     assert same(stored[second][0], alone[1])
     assert same(stored[second][1], embedder.embed_one(in_context(SECOND, FIRST)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder, ModelUnavailable, cosine
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, RUN_TOKENS, Embedder, ModelUnavailable, _runs, cosine
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,18 @@ def test_a_model_file_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> N
         Embedder(model_path=fake).load()
     with pytest.raises(ModelUnavailable, match="does not exist"):
         Embedder(model_path=tmp_path / "missing.onnx").load()
+
+
+def test_a_batch_of_long_texts_is_cut_into_bounded_runs(embedder: Embedder) -> None:
+    """The model's memory grows with a run's size times its length: similar lengths run together, no run holds more
+    than ``RUN_TOKENS`` padded tokens, and the vectors are the same as one text at a time, in the input's order."""
+    texts = [("word " * n).strip() for n in (300, 3, 120, 40, 250, 7, 300, 90, 60, 200, 5, 180)]
+    tokens = [encoding.ids for encoding in embedder._tokenizer.encode_batch(texts)]
+    runs = _runs(tokens)
+    assert sorted(i for run in runs for i in run) == list(range(len(texts)))
+    assert len(runs) > 1
+    for run in runs:
+        assert len(run) == 1 or len(run) * max(len(tokens[i]) for i in run) <= RUN_TOKENS
+    batch = embedder.embed(texts)
+    for text, vector in zip(texts, batch, strict=True):
+        assert float(cosine(embedder.embed_one(text), vector[None, :])[0]) > 0.9999

@@ -36,6 +36,7 @@ MODEL_ID: Final = "all-MiniLM-L6-v2-onnx-int8"
 DIMENSION: Final = 384
 MODEL_SHA256: Final = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 MAX_TOKENS: Final = 256  # the model was trained on 256 word pieces; longer text is truncated
+RUN_TOKENS: Final = 2048  # padded tokens per model run (eight chunks of the longest): bounds its memory
 
 
 class ModelUnavailable(Exception):
@@ -92,9 +93,22 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self._session is None:
             self.load()
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        tokens = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        vectors: Vectors = np.empty((len(tokens), self.dimension), dtype=np.float32)
+        for group in _runs(tokens):
+            vectors[group] = self._run([tokens[i] for i in group])
+        return vectors
+
+    def _run(self, tokens: list[list[int]]) -> Vectors:
+        """One model run: the unit vectors of texts given as token ids (padded here to the longest)."""
+        import numpy as np
+
+        longest = max(len(t) for t in tokens)
+        ids = np.zeros((len(tokens), longest), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, t in enumerate(tokens):
+            ids[row, : len(t)] = t
+            mask[row, : len(t)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self._session.run(None, feeds)[0]
         weights = mask[..., None].astype(np.float32)
@@ -107,6 +121,20 @@ class Embedder:
         """The unit vector of one text (a 1-D array)."""
         vector: Vectors = self.embed([text])[0]
         return vector
+
+
+def _runs(tokens: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The positions of ``tokens`` grouped into model runs: similar lengths together (little padding), each run
+    at most ``RUN_TOKENS`` padded tokens. The memory a run takes grows with its size times its length (the
+    attention), so a batch of long chunks is cut into several runs instead of taking gigabytes at once."""
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+    runs: list[list[int]] = []
+    for i in order:
+        if runs and (len(runs[-1]) + 1) * len(tokens[i]) <= RUN_TOKENS:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def in_context(text: str, context: str | None) -> str:
@@ -129,7 +157,7 @@ def _open(path: Path, threads: int, *, verify: bool) -> tuple[Any, Any]:
     tokenizer_json = resources.files("agent_memory.embeddings").joinpath("tokenizer.json").read_text("utf-8")
     tokenizer = Tokenizer.from_str(tokenizer_json)
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary entry, not a secret
+    tokenizer.no_padding()  # the file pads to 128; Embedder._run pads each run to its longest instead
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
