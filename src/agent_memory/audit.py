@@ -65,7 +65,7 @@ async def finish(
     ``started`` is the call's ``time.perf_counter()``; ``error`` its error code, or None when it succeeded."""
     elapsed = time.perf_counter() - started
     metrics.requests.labels(action=action, status=error or "ok").inc()
-    metrics.latency.labels(action=action).observe(elapsed)
+    metrics.latency.labels(action=action, status=error or "ok").observe(elapsed)
     if error == RateLimited.code:
         metrics.rate_limited.labels(scope="call").inc()
     await record(

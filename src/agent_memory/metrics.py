@@ -23,8 +23,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "agent_memory_request_seconds",
-            "Latency of tool calls and resource reads.",
-            ["action"],
+            "Latency of tool calls and resource reads, per action and status (ok or the error code).",
+            ["action", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -163,7 +163,7 @@ async def test_metrics_in_prometheus_text_format(db: Database, settings: Setting
         text = (await http.get("/metrics")).text
     assert 'agent_memory_requests_total{action="remember",status="ok"} 1.0' in text
     assert 'agent_memory_requests_total{action="remember",status="not_found"} 1.0' in text
-    assert 'agent_memory_request_seconds_count{action="recall"} 1.0' in text
+    assert 'agent_memory_request_seconds_count{action="recall",status="ok"} 1.0' in text
     assert 'agent_memory_bundle_tokens_count{section="evidence"} 1.0' in text
     assert 'agent_memory_db_connections{state="in_use"}' in text
     assert 'agent_memory_recall_paths_total{path="cold"} 1.0' in text
