@@ -1,5 +1,8 @@
 """Row-level security, the second wall between tenants: tenant transactions run as ``agent_memory_app`` with
-their tenant set, so a query that forgets its tenant filter still sees and writes only that tenant's rows."""
+their tenant set, so a query that forgets its tenant filter still sees and writes only that tenant's rows.
+
+The full-text search functions (migration 0006) run as their owner, whom row-level security does not hold when it
+is a superuser or BYPASSRLS: they keep to the transaction's tenant themselves, and only the app role may run them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,7 +41,16 @@ FROM pg_policies WHERE schemaname = 'public'
 UNION ALL
 SELECT 'grant ' || table_name || ' ' || privilege_type
 FROM information_schema.role_table_grants WHERE grantee = 'agent_memory_app'
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' definer=' || p.prosecdef || ' volatility=' || p.provolatile::text
+       || ' parallel=' || p.proparallel::text
+       || ' config=' || coalesce(array_to_string(p.proconfig, ';'), '') || ' acl=' || coalesce(p.proacl::text, '')
+       || ' body=' || md5(p.prosrc)
+FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')  -- not pgvector's
 """
+SEARCH_FUNCTIONS = ("chunks_matching", "decisions_matching")  # SECURITY DEFINER: they bypass row-level security
+SEARCH = "refund | bill"  # both tenants' words match
 
 
 @dataclass
@@ -248,6 +261,7 @@ async def test_schema_sql_builds_the_same_security(database_url: str, empty_data
     )
     assert "grant events INSERT" in migrated
     assert "grant events UPDATE" not in migrated  # events are append-only
+    assert any(line.startswith("function chunks_matching(") and "definer=true" in line for line in migrated)
 
 
 async def test_notifications_reach_a_listener_running_as_the_app_role(db: Database) -> None:
@@ -305,5 +319,136 @@ async def test_an_ordinary_owner_migrates_and_serves_but_maintenance_refuses(own
             assert await conn.fetchval("SELECT count(*) FROM tenants") == 0
         with pytest.raises(Forbidden, match="bypasses row-level security"):
             await db.tenants()
+    finally:
+        await db.close()
+
+
+async def _found(conn: asyncpg.Connection) -> dict[str, set[str]]:
+    """The ids each search function finds for ``SEARCH`` on ``conn``, as it is (its role, its tenant)."""
+    found = {}
+    for function in SEARCH_FUNCTIONS:
+        rows = await conn.fetch(f"SELECT id FROM {function}('infinity', to_tsquery('english', $1), 1000)", SEARCH)
+        found[function] = {row["id"] for row in rows}
+    return found
+
+
+async def _admitted(conn: asyncpg.Connection) -> dict[str, set[str]]:
+    """The ids a plain query for ``SEARCH`` sees on ``conn``, with no tenant filter: what row-level security admits."""
+    admitted = {}
+    for function, table in zip(SEARCH_FUNCTIONS, ("chunks", "decisions"), strict=True):
+        rows = await conn.fetch(f"SELECT id FROM {table} WHERE tsv @@ to_tsquery('english', $1)", SEARCH)
+        admitted[function] = {row["id"] for row in rows}
+    return admitted
+
+
+async def test_search_functions_find_only_their_transactions_tenant(
+    db: Database, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """The search functions run as their owner, a superuser whom row-level security does not hold; yet called as
+    agent_memory_app in tenant a's transaction they find exactly what the tenant policy admits to a's plain query:
+    a's chunks and decisions, none of b's, though b wrote the same words. So do the queries that call them."""
+    for me, other in (two_tenants, two_tenants[::-1]):
+        async with db.transaction(me.name) as tx:
+            assert await tx._conn.fetchval("SELECT current_user") == APP_ROLE
+            found, admitted = await _found(tx._conn), await _admitted(tx._conn)
+            _, tsquery = await tx.query_terms("billing refunds")
+            decisions = await tx.decisions_matching(datetime.max.replace(tzinfo=UTC), tsquery, 200)
+            pool = await tx.evidence_pool(
+                datetime.max.replace(tzinfo=UTC), tsquery, [], [], None,
+                lexical=100, recent=0, pinned=0, tagged=0, windowed=0,
+            )  # fmt: skip
+        assert found == admitted
+        assert all(found.values())
+        assert set().union(*found.values()) <= me.ids
+        assert not set().union(*found.values()) & other.ids
+        assert {d.id for d, _ in decisions} == found["decisions_matching"]
+        assert {c.id for c in pool} == found["chunks_matching"]
+    async with db.pool.acquire() as conn:
+        owners = await conn.fetch(
+            "SELECT r.rolsuper OR r.rolbypassrls FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE p.proname = ANY($1::text[])",
+            list(SEARCH_FUNCTIONS),
+        )
+    assert [row[0] for row in owners] == [True, True]  # the functions' own filter is all that kept b's rows out
+
+
+async def test_search_functions_find_nothing_without_a_tenant(
+    db: Database, database_url: str, two_tenants: object
+) -> None:
+    """With no tenant set, the search functions find nothing: as the login that owns them (a superuser: no
+    row-level security at all), and as agent_memory_app with the tenant never set, set empty, or set by a
+    transaction that has ended."""
+    del two_tenants
+    nothing = {function: set() for function in SEARCH_FUNCTIONS}
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await _found(conn) == nothing
+        await conn.execute(f"SET ROLE {APP_ROLE}")
+        assert await _found(conn) == nothing
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('agent_memory.tenant', 'a', true)")
+            assert all((await _found(conn)).values())
+        assert await _found(conn) == nothing
+    finally:
+        await conn.close()
+    async with db.transaction("") as tx:
+        assert await _found(tx._conn) == nothing
+
+
+async def test_search_functions_may_be_run_by_the_app_role_alone(db: Database) -> None:
+    """The schema's SECURITY DEFINER functions are exactly the search functions, each STABLE, with its search_path
+    pinned (pg_catalog, the schema, pg_temp last) and EXECUTE granted to agent_memory_app and its owner only, not
+    to PUBLIC: any other role is refused."""
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT p.proname, p.provolatile::text, p.proconfig,"
+            " has_function_privilege('public', p.oid, 'EXECUTE') AS public,"
+            " array(SELECT coalesce(r.rolname, 'PUBLIC') FROM aclexplode(p.proacl) a"
+            "       LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'EXECUTE'"
+            "       ORDER BY a.grantee = p.proowner DESC) AS runners"
+            " FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef ORDER BY p.proname"
+        )
+        login = await conn.fetchval("SELECT current_user")
+        stranger = f"am_stranger_{os.getpid()}"
+        await conn.execute(f"CREATE ROLE {stranger} NOLOGIN")
+        try:
+            for function in SEARCH_FUNCTIONS:
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL ROLE {stranger}")
+                    await conn.execute("SELECT set_config('agent_memory.tenant', 'a', true)")
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"function {function}"):
+                        await conn.fetch(f"SELECT * FROM {function}('infinity', 'refund', 10)")
+        finally:
+            await conn.execute(f"DROP ROLE {stranger}")
+    assert [row["proname"] for row in rows] == list(SEARCH_FUNCTIONS)
+    for row in rows:
+        assert row["provolatile"] == "s"
+        assert row["proconfig"] == ["search_path=pg_catalog, public, pg_temp"]
+        assert not row["public"]
+        assert row["runners"] == [login, APP_ROLE]
+
+
+async def test_an_ordinary_owners_search_functions_keep_to_the_tenant_too(owner_database: str) -> None:
+    """Owned by a login that does not bypass row-level security, the search functions are held by the forced
+    policies (so PostgreSQL cannot use the GIN indexes for them): they find the same rows, a tenant's own, and
+    nothing without a tenant."""
+    db = await Database.connect(owner_database, max_size=2)
+    try:
+        settings = Settings(database_url=owner_database, tenant="local", agent="agent-a")
+        a, b = await _write_the_same_words(db, settings, "a"), await _write_the_same_words(db, settings, "b")
+        for me, other in ((a, b), (b, a)):
+            async with db.transaction(me.name) as tx:
+                found, admitted = await _found(tx._conn), await _admitted(tx._conn)
+            assert found == admitted
+            assert all(found.values())
+            assert set().union(*found.values()) <= me.ids
+            assert not set().union(*found.values()) & other.ids
+        async with db.pool.acquire() as conn:
+            assert await _found(conn) == {function: set() for function in SEARCH_FUNCTIONS}
+            assert not await conn.fetchval(
+                "SELECT bool_or(r.rolsuper OR r.rolbypassrls) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+                " WHERE p.proname = ANY($1::text[])",
+                list(SEARCH_FUNCTIONS),
+            )
     finally:
         await db.close()

@@ -150,11 +150,12 @@ ORDER BY ts DESC, id DESC
 LIMIT $3;
 
 -- name: decisions_matching
--- Decisions made by $2 whose text, rationale or scope shares a lexeme with the query $3, best first.
-SELECT d.*, ts_rank_cd(d.tsv, $3::tsquery) AS rank FROM decisions d
-WHERE d.tenant_id = $1 AND d.ts <= $2 AND d.tsv @@ $3::tsquery
-ORDER BY rank DESC, d.ts DESC, d.id DESC
-LIMIT $4;
+-- Decisions made by $2 whose text, rationale or scope shares a lexeme with the query $3, best first. Found by the
+-- function of the same name, which can use the GIN index that row-level security keeps a query from using for @@
+-- (see migration 0006), and which returns only the rows of the transaction's tenant; checked against $1 again.
+SELECT d.*, ts_rank_cd(d.tsv, $3::tsquery) AS rank FROM decisions_matching($2, $3::tsquery, $4) AS d
+WHERE d.tenant_id = $1
+ORDER BY rank DESC, d.ts DESC, d.id DESC;
 
 -- name: decisions_by_ids
 SELECT * FROM decisions WHERE tenant_id = $1 AND id = ANY($2::text[]);
@@ -375,11 +376,10 @@ WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embed
 -- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time
 -- window the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what scoring and filtering need from its
 -- event and decision, the model of its vector (NULL: none yet), its lexemes, and the number of the tenant's
--- chunks made by $2 (BM25 counts document frequencies in the pool, and takes that as the corpus size).
+-- chunks made by $2 (BM25 counts document frequencies in the pool, and takes that as the corpus size). The lexical
+-- matches come from chunks_matching, which can use the GIN index (see decisions_matching).
 WITH pool AS (
-    (SELECT c.id, ts_rank_cd(c.tsv, $3::tsquery) AS rank FROM chunks c
-     WHERE c.tenant_id = $1 AND c.ts <= $2 AND $3::text <> '' AND c.tsv @@ $3::tsquery
-     ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $4)
+    (SELECT m.id, m.rank FROM chunks_matching($2, $3::tsquery, $4) AS m WHERE $3::text <> '')
     UNION ALL
     (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $5)
     UNION ALL

@@ -367,3 +367,47 @@ CREATE POLICY key_touch ON api_keys FOR UPDATE
 ALTER TABLE request_signatures ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON request_signatures
     USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+
+-- Full-text search served by its GIN indexes. Under row-level security the planner uses an index for a query's own
+-- condition only when its operator is leakproof, and @@ is not. These functions do the searches of evidence_pool
+-- (ids and ranks, joined to the chunks under row-level security) and decisions_matching (the decisions, checked
+-- against the query's tenant again) as their owner (SECURITY DEFINER), each filtered by the transaction's tenant
+-- itself: no tenant argument; none set, nothing found. Their search_path is pinned (pg_catalog, the schema of the
+-- tables, pg_temp last); only agent_memory_app may run them. An owner that is a superuser or BYPASSRLS is not held
+-- by row-level security in here, and the planner uses the indexes; any other owner gets the same results without
+-- them (docs/deploy.md). PARALLEL RESTRICTED, so that the calling queries may still use parallel workers.
+CREATE FUNCTION chunks_matching(horizon timestamptz, query tsquery, max_rows integer)
+    RETURNS TABLE (id text, rank real)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+AS $$
+    SELECT c.id, ts_rank_cd(c.tsv, $2) AS rank FROM chunks c
+    WHERE c.tenant_id = current_tenant() AND c.ts <= $1 AND c.tsv @@ $2
+    ORDER BY rank DESC, c.ts DESC, c.id DESC
+    LIMIT $3
+$$;
+
+CREATE FUNCTION decisions_matching(horizon timestamptz, query tsquery, max_rows integer)
+    RETURNS SETOF decisions
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+AS $$
+    SELECT d.* FROM decisions d
+    WHERE d.tenant_id = current_tenant() AND d.ts <= $1 AND d.tsv @@ $2
+    ORDER BY ts_rank_cd(d.tsv, $2) DESC, d.ts DESC, d.id DESC
+    LIMIT $3
+$$;
+
+DO $$
+DECLARE
+    schema text := (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 'chunks'::regclass);
+BEGIN
+    EXECUTE format('ALTER FUNCTION chunks_matching(timestamptz, tsquery, integer) '
+                   'SET search_path = pg_catalog, %s, pg_temp', schema);
+    EXECUTE format('ALTER FUNCTION decisions_matching(timestamptz, tsquery, integer) '
+                   'SET search_path = pg_catalog, %s, pg_temp', schema);
+END
+$$;
+
+REVOKE ALL ON FUNCTION chunks_matching(timestamptz, tsquery, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION decisions_matching(timestamptz, tsquery, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION chunks_matching(timestamptz, tsquery, integer) TO agent_memory_app;
+GRANT EXECUTE ON FUNCTION decisions_matching(timestamptz, tsquery, integer) TO agent_memory_app;
