@@ -72,6 +72,7 @@ def test_migrate_and_doctor_report_the_schema(database_url: str) -> None:
     assert report["ok"] is True
     assert report["schema_version"] == report["expected_schema_version"]
     assert report["database"]["kind"] == "external"
+    assert report["search_indexed"] is True  # the tests migrate as a superuser
 
 
 def test_doctor_hides_the_database_password() -> None:

@@ -21,6 +21,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from agent_memory.errors import Forbidden
+from agent_memory.server.commands import _schema_report
 from agent_memory.settings import Settings
 from agent_memory.store.database import APP_ROLE, CHANGES_CHANNEL, TABLES, Database
 from tests.conftest import make_client, with_database
@@ -288,7 +289,12 @@ async def owner_database(server_dsn: str) -> AsyncIterator[str]:
     try:
         await admin.execute(f"CREATE ROLE {name} LOGIN")
         await admin.execute(f"CREATE DATABASE {name} OWNER {name}")
-        await admin.execute(f"GRANT {APP_ROLE} TO {name}")  # the role exists: the template's migration made it
+        # as docs/deploy.md tells an operator whose login may not create roles (another test may have made it)
+        await admin.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}')"
+            f" THEN CREATE ROLE {APP_ROLE} NOLOGIN; END IF; END $$"
+        )
+        await admin.execute(f"GRANT {APP_ROLE} TO {name}")
         conn = await asyncpg.connect(with_database(server_dsn, name))
         try:  # an extension needs a superuser: the operator would install it
             await conn.execute(
@@ -319,6 +325,9 @@ async def test_an_ordinary_owner_migrates_and_serves_but_maintenance_refuses(own
             assert await conn.fetchval("SELECT count(*) FROM tenants") == 0
         with pytest.raises(Forbidden, match="bypasses row-level security"):
             await db.tenants()
+        report = await _schema_report(db)  # `agent-memory doctor`: search works, but without its indexes
+        assert report["search_indexed"] is False
+        assert "BYPASSRLS" in report["search_hint"]
     finally:
         await db.close()
 

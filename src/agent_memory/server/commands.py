@@ -105,17 +105,28 @@ async def doctor(settings: Settings) -> dict[str, Any]:
     return report
 
 
+_UNINDEXED_SEARCH = "full-text search reads whole tenants: give its functions a BYPASSRLS owner (docs/deploy.md)"
+
+
 async def _schema_report(db: Database) -> dict[str, Any]:
     applied, expected = await db.schema_status()
     async with db.pool.acquire() as conn:
         server_version = await conn.fetchval("SHOW server_version")
         has_vector = await conn.fetchval("SELECT count(*) > 0 FROM pg_extension WHERE extname = 'vector'")
+        # the search functions (migration 0006) use their indexes only when their owner bypasses row-level security
+        unindexed = await conn.fetch(
+            "SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE p.prosecdef AND p.proname IN ('chunks_matching', 'decisions_matching')"
+            " AND NOT (r.rolsuper OR r.rolbypassrls) ORDER BY 1"
+        )
     current = max(applied, default=0)
     return {
         "ok": current == expected,
         "schema_version": current,
         "server_version": server_version,
         "pgvector": bool(has_vector),
+        "search_indexed": not unindexed,
+        **({"search_hint": _UNINDEXED_SEARCH} if unindexed else {}),
         **({} if current == expected else {"problem": "schema is behind: run `agent-memory migrate`"}),
     }
 
