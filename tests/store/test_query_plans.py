@@ -41,11 +41,14 @@ HOT_PATH: dict[str, tuple[Any, ...]] = {
     "superseded_decision_events": (["evt_01JABCDEFGHJKMNPQRSTVWXYZ0"], NOW),
     "task_updates_until": (NOW, 500),
     "decisions_matching": (NOW, "budget | token", 200),
-    "evidence_pool": (NOW, "budget | token", 1300, 200, 100, ["budget"], 100, [], None, None, 100),
+    "evidence_pool": (NOW, "budget | token", 600, 200, 100, ["budget"], 100, [], None, None, 100),
 }
-SEARCHES = {  # query: the SECURITY DEFINER function that does its full-text search, and the index that serves it
-    "decisions_matching": ("decisions_matching", "decisions_tsv"),
-    "evidence_pool": ("chunks_matching", "chunks_tsv"),
+SEARCHES = {  # query: the SECURITY DEFINER functions that do its searches, their arguments and the index serving each
+    "decisions_matching": [("decisions_matching", (NOW, "budget | token", 200), "decisions_tsv")],
+    "evidence_pool": [
+        ("chunks_matching", (NOW, "budget | token", 600), "chunks_tsv"),
+        ("chunks_tagged", (NOW, ["budget"], 100), "chunks_tags"),
+    ],
 }
 
 
@@ -123,8 +126,10 @@ async def _function_plan(
     await conn.execute("SET LOCAL enable_seqscan = off")
     await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
     await conn.execute(f"PREPARE body ({body['types']}) AS {body['prosrc']}")
-    try:  # EXECUTE takes no parameters: the arguments as literals
-        literals = await conn.fetchval("SELECT format('%L, %L, %L', $1::timestamptz, $2::tsquery, $3::integer)", *args)
+    try:  # EXECUTE takes no parameters: the arguments as literals, of the function's types
+        types = [t.strip() for t in body["types"].split(",")]
+        casts = ", ".join(f"${i}::{t}" for i, t in enumerate(types, 1))
+        literals = await conn.fetchval(f"SELECT format('{', '.join(['%L'] * len(types))}', {casts})", *args)
         return await _plan(conn, f"EXECUTE body ({literals})")
     finally:
         await conn.execute("DEALLOCATE body")
@@ -143,8 +148,8 @@ async def test_hot_path_query_uses_an_index(seeded: Database, name: str) -> None
         await conn.execute(QUERIES["enter_tenant"], TENANT)
         await conn.execute("SET LOCAL enable_seqscan = off")
         nodes = await _plan(conn, QUERIES[name], TENANT, *HOT_PATH[name])
-        if name in SEARCHES:
-            nodes += await _function_plan(conn, SEARCHES[name][0], HOT_PATH[name][:3], "force_custom_plan")
+        for function, args, _ in SEARCHES.get(name, []):
+            nodes += await _function_plan(conn, function, args, "force_custom_plan")
     _reads_no_whole_table(nodes)
     async with seeded.pool.acquire() as conn:
         partial = {
@@ -154,17 +159,20 @@ async def test_hot_path_query_uses_an_index(seeded: Database, name: str) -> None
     assert any(_narrows(n, partial) for n in scans), [(n.get("Index Name"), n["Index Cond"]) for n in scans]
 
 
-@pytest.mark.parametrize("name", sorted(SEARCHES))
+SEARCH_CASES = [(name, i) for name, functions in sorted(SEARCHES.items()) for i in range(len(functions))]
+
+
+@pytest.mark.parametrize(("name", "search"), SEARCH_CASES)
 @pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
-async def test_full_text_search_uses_its_gin_index(seeded: Database, name: str, mode: str) -> None:
-    """The query leaves its full-text search to a SECURITY DEFINER function (row-level security would keep the
-    planner from using the GIN index for @@), whose body, planned with the query's arguments or without them, is
-    served by the GIN index."""
-    function, index = SEARCHES[name]
+async def test_search_uses_its_gin_index(seeded: Database, name: str, search: int, mode: str) -> None:
+    """The query leaves its full-text (or tag) search to a SECURITY DEFINER function (row-level security would keep
+    the planner from using the GIN index for @@ and &&), whose body, planned with the query's arguments or without
+    them, is served by the GIN index."""
+    function, args, index = SEARCHES[name][search]
     async with seeded.pool.acquire() as conn, conn.transaction():
         await conn.execute(QUERIES["enter_tenant"], TENANT)
         calls = {n.get("Function Name") for n in await _plan(conn, QUERIES[name], TENANT, *HOT_PATH[name])}
         assert function in calls
-        nodes = await _function_plan(conn, function, HOT_PATH[name][:3], mode)
+        nodes = await _function_plan(conn, function, args, mode)
     _reads_no_whole_table(nodes)
     assert index in {n.get("Index Name") for n in nodes}, nodes

@@ -50,8 +50,26 @@ SELECT 'function ' || p.oid::regprocedure || ' definer=' || p.prosecdef || ' vol
 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')  -- not pgvector's
 """
-SEARCH_FUNCTIONS = ("chunks_matching", "decisions_matching")  # SECURITY DEFINER: they bypass row-level security
 SEARCH = "refund | bill"  # both tenants' words match
+TAGS = ["billing"]  # both tenants' messages carry it
+SEARCHES = {  # SECURITY DEFINER (they bypass row-level security): how each is called, and the plain query it mirrors
+    "chunks_matching": (
+        "SELECT id FROM chunks_matching('infinity', to_tsquery('english', $1), 1000)",
+        "SELECT id FROM chunks WHERE tsv @@ to_tsquery('english', $1)",
+        SEARCH,
+    ),
+    "chunks_tagged": (
+        "SELECT id FROM chunks_tagged('infinity', $1::text[], 1000)",
+        "SELECT id FROM chunks WHERE tags && $1::text[]",
+        TAGS,
+    ),
+    "decisions_matching": (
+        "SELECT id FROM decisions_matching('infinity', to_tsquery('english', $1), 1000)",
+        "SELECT id FROM decisions WHERE tsv @@ to_tsquery('english', $1)",
+        SEARCH,
+    ),
+}
+SEARCH_FUNCTIONS = tuple(SEARCHES)
 
 
 @dataclass
@@ -70,7 +88,8 @@ async def _write_the_same_words(db: Database, settings: Settings, name: str) -> 
     tenant = Tenant(name)
     async with make_client(db, settings.model_copy(update={"tenant": name})) as client:
         for text, kind in ((WORDS, "message"), (DECISION, "decision"), ("Port the refunds job", "task_update")):
-            receipt = (await call(client, "remember", text=text, kind=kind, session_id="s"))["events"][0]
+            tags = TAGS if kind == "message" else []
+            receipt = (await call(client, "remember", text=text, kind=kind, session_id="s", tags=tags))["events"][0]
             assert receipt["duplicate_of"] is None  # the other tenant's identical text is no original of this one
             tenant.ids |= _ids(receipt)
         tenant.ids.add((await call(client, "handoff_packet", to_agent="b", task="Refunds: carry on"))["id"])
@@ -333,20 +352,19 @@ async def test_an_ordinary_owner_migrates_and_serves_but_maintenance_refuses(own
 
 
 async def _found(conn: asyncpg.Connection) -> dict[str, set[str]]:
-    """The ids each search function finds for ``SEARCH`` on ``conn``, as it is (its role, its tenant)."""
+    """The ids each search function finds on ``conn``, as it is (its role, its tenant)."""
     found = {}
-    for function in SEARCH_FUNCTIONS:
-        rows = await conn.fetch(f"SELECT id FROM {function}('infinity', to_tsquery('english', $1), 1000)", SEARCH)
-        found[function] = {row["id"] for row in rows}
+    for function, (called, _, value) in SEARCHES.items():
+        found[function] = {row["id"] for row in await conn.fetch(called, value)}
     return found
 
 
 async def _admitted(conn: asyncpg.Connection) -> dict[str, set[str]]:
-    """The ids a plain query for ``SEARCH`` sees on ``conn``, with no tenant filter: what row-level security admits."""
+    """The ids the plain query of each search sees on ``conn``, with no tenant filter: what row-level security
+    admits."""
     admitted = {}
-    for function, table in zip(SEARCH_FUNCTIONS, ("chunks", "decisions"), strict=True):
-        rows = await conn.fetch(f"SELECT id FROM {table} WHERE tsv @@ to_tsquery('english', $1)", SEARCH)
-        admitted[function] = {row["id"] for row in rows}
+    for function, (_, plain, value) in SEARCHES.items():
+        admitted[function] = {row["id"] for row in await conn.fetch(plain, value)}
     return admitted
 
 
@@ -366,19 +384,24 @@ async def test_search_functions_find_only_their_transactions_tenant(
                 datetime.max.replace(tzinfo=UTC), tsquery, [], [], None,
                 lexical=100, recent=0, pinned=0, tagged=0, windowed=0,
             )  # fmt: skip
+            tagged = await tx.evidence_pool(
+                datetime.max.replace(tzinfo=UTC), "", TAGS, [], None,
+                lexical=0, recent=0, pinned=0, tagged=100, windowed=0,
+            )  # fmt: skip
         assert found == admitted
         assert all(found.values())
         assert set().union(*found.values()) <= me.ids
         assert not set().union(*found.values()) & other.ids
         assert {d.id for d, _ in decisions} == found["decisions_matching"]
         assert {c.id for c in pool} == found["chunks_matching"]
+        assert {c.id for c in tagged} == found["chunks_tagged"]
     async with db.pool.acquire() as conn:
         owners = await conn.fetch(
             "SELECT r.rolsuper OR r.rolbypassrls FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
             " WHERE p.proname = ANY($1::text[])",
             list(SEARCH_FUNCTIONS),
         )
-    assert [row[0] for row in owners] == [True, True]  # the functions' own filter is all that kept b's rows out
+    assert [row[0] for row in owners] == [True] * len(SEARCHES)  # their own filter is all that kept b's rows out
 
 
 async def test_search_functions_find_nothing_without_a_tenant(
@@ -426,7 +449,7 @@ async def test_search_functions_may_be_run_by_the_app_role_alone(db: Database) -
                     await conn.execute(f"SET LOCAL ROLE {stranger}")
                     await conn.execute("SELECT set_config('agent_memory.tenant', 'a', true)")
                     with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"function {function}"):
-                        await conn.fetch(f"SELECT * FROM {function}('infinity', 'refund', 10)")
+                        await conn.fetch(SEARCHES[function][0], SEARCHES[function][2])
         finally:
             await conn.execute(f"DROP ROLE {stranger}")
     assert [row["proname"] for row in rows] == list(SEARCH_FUNCTIONS)

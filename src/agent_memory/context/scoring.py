@@ -44,7 +44,7 @@ def score(relevance: float, recency_value: float, importance: float, *, beta: fl
 
 def bm25(docs: Sequence[Sequence[str]], terms: Sequence[str], corpus: int = 0) -> list[float]:
     """BM25 of each document (its distinct lexemes) for the query's lexemes. Document frequencies are counted in
-    ``docs`` (the bounded pool holds every document matching a query term unless the tenant is very large), the
+    ``docs`` (the bounded pool holds every document matching a query term unless there are very many), the
     corpus size is ``corpus`` (at least ``len(docs)``); a lexeme counts once per document."""
     if not docs or not terms:
         return [0.0] * len(docs)

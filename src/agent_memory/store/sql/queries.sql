@@ -376,7 +376,8 @@ WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embed
 -- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time
 -- window the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what scoring and filtering need from its
 -- event and decision, the model of its vector (NULL: none yet), its lexemes, and the number of the tenant's
--- chunks made by $2 (BM25 counts document frequencies in the pool, and takes that as the corpus size). The lexical
+-- chunks made by $2, counted up to 20,000 (BM25 counts document frequencies in the pool, and takes that as the
+-- corpus size; beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The lexical
 -- matches come from chunks_matching, which can use the GIN index (see decisions_matching).
 WITH pool AS (
     (SELECT m.id, m.rank FROM chunks_matching($2, $3::tsquery, $4) AS m WHERE $3::text <> '')
@@ -386,8 +387,7 @@ WITH pool AS (
     (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.pinned AND c.ts <= $2
      ORDER BY c.ts DESC, c.id DESC LIMIT $6)
     UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.tags && $7::text[] AND c.ts <= $2
-     ORDER BY c.ts DESC, c.id DESC LIMIT $8)
+    (SELECT t.id, 0 FROM chunks_tagged($2, $7::text[], $8) AS t)
     UNION ALL
     (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.id = ANY($9::text[]) AND c.ts <= $2)
     UNION ALL
@@ -406,4 +406,4 @@ FROM best
 JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
 JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
 LEFT JOIN decisions d ON d.tenant_id = $1 AND d.event_id = c.event_id
-CROSS JOIN (SELECT count(*) AS size FROM chunks WHERE tenant_id = $1 AND ts <= $2) AS corpus;
+CROSS JOIN (SELECT count(*) AS size FROM (SELECT FROM chunks WHERE tenant_id = $1 AND ts <= $2 LIMIT 20000) AS n) AS corpus;

@@ -369,8 +369,8 @@ CREATE POLICY tenant_isolation ON request_signatures
     USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
 
 -- Full-text search served by its GIN indexes. Under row-level security the planner uses an index for a query's own
--- condition only when its operator is leakproof, and @@ is not. These functions do the searches of evidence_pool
--- (ids and ranks, joined to the chunks under row-level security) and decisions_matching (the decisions, checked
+-- condition only when its operator is leakproof, and neither @@ nor && is. These functions do the full-text and tag
+-- searches of evidence_pool (ids and ranks, joined to the chunks under row-level security) and decisions_matching (the decisions, checked
 -- against the query's tenant again) as their owner (SECURITY DEFINER), each filtered by the transaction's tenant
 -- itself: no tenant argument; none set, nothing found. Their search_path is pinned (pg_catalog, the schema of the
 -- tables, pg_temp last); only agent_memory_app may run them. An owner that is a superuser or BYPASSRLS is not held
@@ -384,6 +384,19 @@ AS $$
     WHERE c.tenant_id = current_tenant() AND c.ts <= $1 AND c.tsv @@ $2
     ORDER BY rank DESC, c.ts DESC, c.id DESC
     LIMIT $3
+$$;
+
+-- The $3 newest chunks made by $1 that carry one of the tags $2. The tagged chunks are found first (the GIN index on
+-- tags), then ordered: planned without the tags' values, the newest-first index would otherwise be walked until
+-- enough of them turn up, which for a rare tag is the tenant's every chunk.
+CREATE FUNCTION chunks_tagged(horizon timestamptz, wanted text[], max_rows integer)
+    RETURNS TABLE (id text)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+AS $$
+    WITH tagged AS MATERIALIZED (
+        SELECT c.id, c.ts FROM chunks c WHERE c.tenant_id = current_tenant() AND c.tags && $2 AND c.ts <= $1
+    )
+    SELECT t.id FROM tagged t ORDER BY t.ts DESC, t.id DESC LIMIT $3
 $$;
 
 CREATE FUNCTION decisions_matching(horizon timestamptz, query tsquery, max_rows integer)
@@ -404,10 +417,14 @@ BEGIN
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
     EXECUTE format('ALTER FUNCTION decisions_matching(timestamptz, tsquery, integer) '
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
+    EXECUTE format('ALTER FUNCTION chunks_tagged(timestamptz, text[], integer) '
+                   'SET search_path = pg_catalog, %s, pg_temp', schema);
 END
 $$;
 
 REVOKE ALL ON FUNCTION chunks_matching(timestamptz, tsquery, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION decisions_matching(timestamptz, tsquery, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chunks_tagged(timestamptz, text[], integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION chunks_matching(timestamptz, tsquery, integer) TO agent_memory_app;
 GRANT EXECUTE ON FUNCTION decisions_matching(timestamptz, tsquery, integer) TO agent_memory_app;
+GRANT EXECUTE ON FUNCTION chunks_tagged(timestamptz, text[], integer) TO agent_memory_app;

@@ -1,8 +1,9 @@
 -- Full-text search served by its GIN indexes (issue #7). Under row-level security the planner uses an index for a
--- query's own condition only when its operator is leakproof, and @@ is not: decisions_matching and the lexical part
--- of evidence_pool read every decision and chunk of the tenant. These two functions do those searches as their
--- owner (SECURITY DEFINER): chunks_matching returns ids and ranks, which evidence_pool joins to the chunks under
--- row-level security; decisions_matching returns the decisions, which its query checks against its tenant again.
+-- query's own condition only when its operator is leakproof, and neither @@ nor && is: decisions_matching and the
+-- lexical and tagged parts of evidence_pool read every decision and chunk of the tenant. These functions do those
+-- searches as their owner (SECURITY DEFINER): chunks_matching and chunks_tagged return ids (and ranks), which
+-- evidence_pool joins to the chunks under row-level security; decisions_matching returns the decisions, which its
+-- query checks against its tenant again.
 --
 -- Each filters by current_tenant(), the tenant the transaction set, itself: they take no tenant, so a caller cannot
 -- name another one, and with no tenant set they find nothing. They see the rows the tenant policy admits and no
@@ -26,6 +27,19 @@ AS $$
     LIMIT $3
 $$;
 
+-- The $3 newest chunks made by $1 that carry one of the tags $2. The tagged chunks are found first (the GIN index on
+-- tags), then ordered: planned without the tags' values, the newest-first index would otherwise be walked until
+-- enough of them turn up, which for a rare tag is the tenant's every chunk.
+CREATE FUNCTION chunks_tagged(horizon timestamptz, wanted text[], max_rows integer)
+    RETURNS TABLE (id text)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+AS $$
+    WITH tagged AS MATERIALIZED (
+        SELECT c.id, c.ts FROM chunks c WHERE c.tenant_id = current_tenant() AND c.tags && $2 AND c.ts <= $1
+    )
+    SELECT t.id FROM tagged t ORDER BY t.ts DESC, t.id DESC LIMIT $3
+$$;
+
 CREATE FUNCTION decisions_matching(horizon timestamptz, query tsquery, max_rows integer)
     RETURNS SETOF decisions
     LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
@@ -44,10 +58,14 @@ BEGIN
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
     EXECUTE format('ALTER FUNCTION decisions_matching(timestamptz, tsquery, integer) '
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
+    EXECUTE format('ALTER FUNCTION chunks_tagged(timestamptz, text[], integer) '
+                   'SET search_path = pg_catalog, %s, pg_temp', schema);
 END
 $$;
 
 REVOKE ALL ON FUNCTION chunks_matching(timestamptz, tsquery, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION decisions_matching(timestamptz, tsquery, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION chunks_tagged(timestamptz, text[], integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION chunks_matching(timestamptz, tsquery, integer) TO agent_memory_app;
 GRANT EXECUTE ON FUNCTION decisions_matching(timestamptz, tsquery, integer) TO agent_memory_app;
+GRANT EXECUTE ON FUNCTION chunks_tagged(timestamptz, text[], integer) TO agent_memory_app;
