@@ -380,7 +380,7 @@ CREATE FUNCTION chunks_matching(horizon timestamptz, query tsquery, max_rows int
     RETURNS TABLE (id text, rank real)
     LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 AS $$
-    SELECT c.id, ts_rank_cd(c.tsv, $2) AS rank FROM chunks c
+    SELECT c.id, ts_rank(c.tsv, $2) AS rank FROM chunks c
     WHERE c.tenant_id = current_tenant() AND c.ts <= $1 AND c.tsv @@ $2
     ORDER BY rank DESC, c.ts DESC, c.id DESC
     LIMIT $3
