@@ -35,7 +35,7 @@ HOT_PATH: dict[str, tuple[Any, ...]] = {
     "pending_handoffs": ("agent-b", 100),
     "agents_awaiting_handoffs": (1001,),
     "delivered_handoffs": ("history", 5),
-    "find_original": ("0" * 64,),
+    "find_originals": (["0" * 64, "1" * 64],),
     "get_event": ("evt_01JABCDEFGHJKMNPQRSTVWXYZ0",),
     "latest_event_ts": (NOW,),
     "superseded_decision_events": (["evt_01JABCDEFGHJKMNPQRSTVWXYZ0"], NOW),

@@ -84,6 +84,34 @@ TABLES = (
 )
 
 
+def _event_values(event: EventRow) -> tuple[Any, ...]:
+    """The parameters of ``insert_event`` after the tenant, in order."""
+    return (
+        event.id,
+        event.session_id,
+        event.agent_id,
+        event.kind,
+        event.channel,
+        event.actor,
+        event.sensitivity,
+        event.text,
+        event.text_hash,
+        event.token_est,
+        event.tags,
+        event.refs,
+        event.importance,
+        event.pinned,
+        event.metadata,
+        event.structured,
+        event.redactions,
+        event.duplicate_of,
+        event.artifact_id,
+        event.original_chars,
+        event.truncated,
+        event.ts,
+    )
+
+
 def _similarity_pair(row: asyncpg.Record) -> tuple[float, float | None]:
     """(similarity, context similarity or ``None``) of a row of ``semantic_neighbours`` or ``similarities``."""
     context = row["context_similarity"]
@@ -403,41 +431,23 @@ class Tx:
     async def ensure_tenant(self) -> None:
         await self._execute("ensure_tenant")
 
-    async def lock_text_hash(self, text_hash: str) -> None:
-        await self._execute("lock_text_hash", text_hash)
+    async def lock_text_hashes(self, text_hashes: Sequence[str]) -> None:
+        """Take the transaction's locks on these texts (all at once, in one global order)."""
+        await self._execute("lock_text_hashes", sorted(set(text_hashes)))
 
-    async def find_original(self, text_hash: str) -> str | None:
-        row = await self._fetchrow("find_original", text_hash)
-        return None if row is None else str(row["id"])
+    async def find_originals(self, text_hashes: Sequence[str]) -> dict[str, str]:
+        """Text hash -> the original event holding that text, for those of ``text_hashes`` stored already."""
+        rows = await self._fetch("find_originals", sorted(set(text_hashes)))
+        return {row["text_hash"]: row["id"] for row in rows}
 
     # events, chunks, artifacts
 
     async def insert_event(self, event: EventRow) -> None:
-        await self._execute(
-            "insert_event",
-            event.id,
-            event.session_id,
-            event.agent_id,
-            event.kind,
-            event.channel,
-            event.actor,
-            event.sensitivity,
-            event.text,
-            event.text_hash,
-            event.token_est,
-            event.tags,
-            event.refs,
-            event.importance,
-            event.pinned,
-            event.metadata,
-            event.structured,
-            event.redactions,
-            event.duplicate_of,
-            event.artifact_id,
-            event.original_chars,
-            event.truncated,
-            event.ts,
-        )
+        await self.insert_events([event])
+
+    async def insert_events(self, events: Sequence[EventRow]) -> None:
+        """Insert ``events`` (in one pipelined round of statements)."""
+        await self._conn.executemany(QUERIES["insert_event"], [(self.tenant, *_event_values(e)) for e in events])
 
     async def insert_chunks(self, chunks: Sequence[ChunkRow]) -> None:
         await self._conn.executemany(

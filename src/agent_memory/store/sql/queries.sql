@@ -8,15 +8,18 @@ SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.te
 -- name: ensure_tenant
 INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
 
--- name: lock_text_hash
--- Serialises writers of the same text so exactly one becomes the original and the rest link to it.
-SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0));
+-- name: lock_text_hashes
+-- Serialises writers of the same texts ($2) so that exactly one becomes the original and the rest link to it: the
+-- locks are taken in one statement, in one global order, so that concurrent calls sharing texts queue instead of
+-- deadlocking.
+SELECT count(pg_advisory_xact_lock(hashtextextended($1 || ':' || h, 0)))
+FROM (SELECT DISTINCT h FROM unnest($2::text[]) AS h ORDER BY h) AS sorted;
 
--- name: find_original
-SELECT id FROM events
-WHERE tenant_id = $1 AND text_hash = $2 AND duplicate_of IS NULL
-ORDER BY id
-LIMIT 1;
+-- name: find_originals
+-- For each of the text hashes $2, the original event holding that text (the first recorded), if any.
+SELECT DISTINCT ON (text_hash) text_hash, id FROM events
+WHERE tenant_id = $1 AND text_hash = ANY($2::text[]) AND duplicate_of IS NULL
+ORDER BY text_hash, id;
 
 -- name: insert_event
 INSERT INTO events (tenant_id, id, session_id, agent_id, kind, channel, actor, sensitivity, text, text_hash,
