@@ -3,6 +3,7 @@ a process holds (memory, file descriptors, its descendants) read from ``/proc``.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -183,3 +184,10 @@ def memory_of(pids: Iterable[int]) -> tuple[int, int]:
             elif line.startswith("Pss:"):
                 pss += int(line.split()[1]) * 1024
     return rss, pss
+
+
+def write_report(path: Path | None, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON to ``path`` (its folder made as needed); nothing when ``path`` is None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -14,7 +14,6 @@ Without ``--database-url`` a throw-away embedded PostgreSQL is used.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import anyio
 import asyncpg
 import httpx2
-from _common import APPLICATION, database, http_server, percentiles, rss_bytes
+from _common import APPLICATION, database, http_server, percentiles, rss_bytes, write_report
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -260,6 +259,4 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     result = anyio.run(main, arguments)
     print_table(result)
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_report(arguments.out, result)

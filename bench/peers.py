@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import anyio
-from _common import memory_of, percentiles, process_tree, processes_with
+from _common import memory_of, percentiles, process_tree, processes_with, write_report
 from load import sentence
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -676,6 +676,4 @@ if __name__ == "__main__":
     arguments = parse_args()
     outcome = anyio.run(main, arguments)
     print_report(outcome)
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
+    write_report(arguments.out, outcome)

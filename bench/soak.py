@@ -24,7 +24,6 @@ minute, four compared).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +36,7 @@ import anyio
 import asyncpg
 import httpx2
 import structlog
-from _common import APPLICATION, database, http_server, open_fds, percentiles, rss_bytes
+from _common import APPLICATION, database, http_server, open_fds, percentiles, rss_bytes, write_report
 from load import Agent, Stats, print_table
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -288,7 +287,5 @@ if __name__ == "__main__":
     arguments = parse_args()
     result = anyio.run(main, arguments)
     print_report(result)
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_report(arguments.out, result)
     sys.exit(0 if result["passed"] else 1)

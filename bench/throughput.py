@@ -19,7 +19,6 @@ same cores) unless ``--no-embeddings``. Prints a table and writes JSON with ``--
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from _common import database, http_server, percentiles
+from _common import database, http_server, percentiles, write_report
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -160,6 +159,4 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     result = anyio.run(main, arguments)
     print_table(result)
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_report(arguments.out, result)
