@@ -156,8 +156,8 @@ async def store_events(
     digests = {text_hash(r.text) for r in scrubbed}
     if any(item.sensitivity == "secret" for item in events):
         digests.add(text_hash(DECLARED_SECRET))
-    await tx.lock_text_hashes(sorted(digests))
-    originals = await tx.find_originals(sorted(digests))  # each event stored below adds its text if it is new
+    await tx.lock_text_hashes(digests)
+    originals = await tx.find_originals(digests)  # each event stored below adds its text if it is new
     pending = _Pending(tx)
     receipts = [
         await _store_one(tx, caller, item, clean, now, limits, supersedes, originals, pending)

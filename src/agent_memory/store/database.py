@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -431,13 +431,13 @@ class Tx:
     async def ensure_tenant(self) -> None:
         await self._execute("ensure_tenant")
 
-    async def lock_text_hashes(self, text_hashes: Sequence[str]) -> None:
+    async def lock_text_hashes(self, text_hashes: Iterable[str]) -> None:
         """Take the transaction's locks on these texts (all at once, in one global order)."""
         await self._execute("lock_text_hashes", sorted(set(text_hashes)))
 
-    async def find_originals(self, text_hashes: Sequence[str]) -> dict[str, str]:
+    async def find_originals(self, text_hashes: Iterable[str]) -> dict[str, str]:
         """Text hash -> the original event holding that text, for those of ``text_hashes`` stored already."""
-        rows = await self._fetch("find_originals", sorted(set(text_hashes)))
+        rows = await self._fetch("find_originals", list(set(text_hashes)))
         return {row["text_hash"]: row["id"] for row in rows}
 
     # events, chunks, artifacts
