@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+
+from agent_memory.server.stdio import GC_THRESHOLD_YOUNG, settle_heap
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +109,16 @@ def test_a_signal_stops_the_server_and_its_embedded_postgres(data_dir: Path, sig
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_startup_objects_are_kept_off_the_garbage_collector() -> None:
+    """What a server made before serving is frozen (a full collection no longer walks it) and the young
+    generation is collected less often; in this test process, then put back as it was."""
+    threshold = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 1_000
+        assert gc.get_threshold()[0] == GC_THRESHOLD_YOUNG
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
