@@ -41,7 +41,7 @@ HOT_PATH: dict[str, tuple[Any, ...]] = {
     "superseded_decision_events": (["evt_01JABCDEFGHJKMNPQRSTVWXYZ0"], NOW),
     "task_updates_until": (NOW, 500),
     "decisions_matching": (NOW, "budget | token", 200),
-    "evidence_pool": (NOW, "budget | token", 600, 200, 100, ["budget"], 100, [], None, None, 100),
+    "evidence_pool": (NOW, "budget | token", 600, 200, 100, ["budget"], 100, [], None, None, 100, ["budget", "token"]),
 }
 SEARCHES = {  # query: the SECURITY DEFINER functions that do its searches, their arguments and the index serving each
     "decisions_matching": [("decisions_matching", (NOW, "budget | token", 200), "decisions_tsv")],

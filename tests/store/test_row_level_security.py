@@ -378,14 +378,14 @@ async def test_search_functions_find_only_their_transactions_tenant(
         async with db.transaction(me.name) as tx:
             assert await tx._conn.fetchval("SELECT current_user") == APP_ROLE
             found, admitted = await _found(tx._conn), await _admitted(tx._conn)
-            _, tsquery = await tx.query_terms("billing refunds")
+            terms, tsquery = await tx.query_terms("billing refunds")
             decisions = await tx.decisions_matching(datetime.max.replace(tzinfo=UTC), tsquery, 200)
             pool = await tx.evidence_pool(
-                datetime.max.replace(tzinfo=UTC), tsquery, [], [], None,
+                datetime.max.replace(tzinfo=UTC), tsquery, terms, [], [], None,
                 lexical=100, recent=0, pinned=0, tagged=0, windowed=0,
             )  # fmt: skip
             tagged = await tx.evidence_pool(
-                datetime.max.replace(tzinfo=UTC), "", TAGS, [], None,
+                datetime.max.replace(tzinfo=UTC), "", [], TAGS, [], None,
                 lexical=0, recent=0, pinned=0, tagged=100, windowed=0,
             )  # fmt: skip
         assert found == admitted

@@ -82,7 +82,9 @@ def _relevance(
     outside the window scores 0 (it is not evidence), whatever its neighbours."""
     if not kept:
         return {}
-    lexical = scoring.bm25([c.lexemes for c in kept], terms, max(c.corpus_size for c in kept))
+    lexical = scoring.bm25(
+        [c.matched for c in kept], terms, max(c.corpus_size for c in kept), lengths=[c.lexeme_count for c in kept]
+    )
     top = max(lexical, default=0.0) or 1.0
     lexical = [
         max(value, TAG_RELEVANCE * top) if query_tags.intersection(c.tags) else value

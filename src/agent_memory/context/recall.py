@@ -200,6 +200,7 @@ async def _retrieve(
     candidates = await tx.evidence_pool(
         horizon,
         tsquery,
+        terms,
         tags,
         list(search.neighbours),
         when.window,

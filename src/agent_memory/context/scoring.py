@@ -11,7 +11,7 @@ never from the wall clock, so the same store and request give the same bundle.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -42,15 +42,18 @@ def score(relevance: float, recency_value: float, importance: float, *, beta: fl
     return round(ALPHA * relevance + beta * recency_value + GAMMA * importance, 6)
 
 
-def bm25(docs: Sequence[Sequence[str]], terms: Sequence[str], corpus: int = 0) -> list[float]:
-    """BM25 of each document (its distinct lexemes) for the query's lexemes. Document frequencies are counted in
-    ``docs`` (the bounded pool holds every document matching a query term unless there are very many), the
-    corpus size is ``corpus`` (at least ``len(docs)``); a lexeme counts once per document."""
+def bm25(
+    docs: Sequence[Collection[str]], terms: Sequence[str], corpus: int = 0, *, lengths: Sequence[int] | None = None
+) -> list[float]:
+    """BM25 of each document (its distinct lexemes, or only those of the query, with ``lengths`` its numbers of
+    distinct lexemes) for the query's lexemes. Document frequencies are counted in ``docs`` (the bounded pool
+    holds every document matching a query term unless there are very many), the corpus size is ``corpus`` (at
+    least ``len(docs)``); a lexeme counts once per document."""
     if not docs or not terms:
         return [0.0] * len(docs)
     sets = [set(d) for d in docs]
-    lengths = [max(1, len(d)) for d in docs]
-    average = sum(lengths) / len(lengths)
+    sizes = [max(1, n) for n in (lengths if lengths is not None else [len(d) for d in docs])]
+    average = sum(sizes) / len(sizes)
     size = max(corpus, len(docs))
     weights = {}
     for term in set(terms):
@@ -58,9 +61,11 @@ def bm25(docs: Sequence[Sequence[str]], terms: Sequence[str], corpus: int = 0) -
         if df:
             weights[term] = math.log((size - df + 0.5) / (df + 0.5) + 1)
     scores = []
-    for d, length in zip(sets, lengths, strict=True):
-        saturation = (BM25_K1 + 1) / (1 + BM25_K1 * (1 - BM25_B + BM25_B * length / average))
-        scores.append(sum(w for term, w in weights.items() if term in d) * saturation)
+    for d, length in zip(sets, sizes, strict=True):
+        matched = sum(w for term, w in weights.items() if term in d)
+        scores.append(
+            matched * (BM25_K1 + 1) / (1 + BM25_K1 * (1 - BM25_B + BM25_B * length / average)) if matched else 0.0
+        )
     return scores
 
 

@@ -376,12 +376,14 @@ WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embed
 
 -- name: evidence_pool
 -- The bounded candidate pool of hybrid retrieval: the best lexical matches, the most recent, pinned and tagged
--- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time
--- window the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what scoring and filtering need from its
--- event and decision, the model of its vector (NULL: none yet), its lexemes, and the number of the tenant's
--- chunks made by $2, counted up to 20,000 (BM25 counts document frequencies in the pool, and takes that as the
--- corpus size; beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The lexical
--- matches come from chunks_matching, which can use the GIN index (see decisions_matching).
+-- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time window
+-- the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what
+-- scoring and filtering need from its event and decision, the model of its vector (NULL: none yet), which of the
+-- query's lexemes $13 it holds and how many distinct lexemes it has, and the number of the tenant's chunks made by
+-- $2, counted up to 20,000 (BM25 counts document frequencies in the pool, and takes that as the corpus size;
+-- beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The lexical
+-- matches come from chunks_matching, which can use the GIN index (see decisions_matching). The columns are the
+-- fields of rows.Candidate, in its order.
 WITH pool AS (
     (SELECT m.id, m.rank FROM chunks_matching($2, $3::tsquery, $4) AS m WHERE $3::text <> '')
     UNION ALL
@@ -401,10 +403,12 @@ WITH pool AS (
     SELECT id, max(rank) AS rank FROM pool GROUP BY id
 )
 SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
-       c.importance, c.pinned, c.tags, c.ts, best.rank, c.embedding_model, c.embedding_dim,
-       tsvector_to_array(c.tsv) AS lexemes, corpus.size AS corpus_size,
-       e.refs AS event_refs, e.agent_id, e.actor, e.text_hash,
-       d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at
+       c.importance, c.pinned, c.tags, c.ts, best.rank, e.refs AS event_refs, e.agent_id, e.text_hash,
+       d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at,
+       c.embedding_model, c.embedding_dim,
+       -- the query's lexemes it holds: its lexemes, less those that are not the query's
+       tsvector_to_array(ts_delete(c.tsv, tsvector_to_array(ts_delete(c.tsv, $13::text[])))) AS matched,
+       length(c.tsv) AS lexeme_count, corpus.size AS corpus_size, e.actor
 FROM best
 JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
 JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
