@@ -3,6 +3,8 @@ their model and dimension recorded, and nothing that goes wrong stops the embedd
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import anyio
@@ -10,7 +12,7 @@ import pytest
 from mcp import Client
 
 from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder
-from agent_memory.embeddings.worker import BackgroundEmbedder, run_embedder
+from agent_memory.embeddings.worker import BACKGROUND_NICENESS, BackgroundEmbedder, background_thread, run_embedder
 from agent_memory.reindex import embed_chunks
 from agent_memory.runtime import Runtime, local_identity
 from agent_memory.settings import Settings
@@ -139,3 +141,17 @@ async def test_reindex_embeddings_backfills_and_replaces_vectors_of_another_mode
     again = await embed_chunks(db, Embedder(), tenant="local", batch=3, progress=lambda *p: None)
     assert again.chunks == 2
     assert await vector_counts(db) == (7, 0)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux keeps a nice value per thread")
+def test_the_background_embedder_yields_the_cpu_to_calls() -> None:
+    """The model of the background embedder runs in a thread of lower priority; the threads that serve calls
+    (this one) keep theirs."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    thread = background_thread()
+    try:
+        niceness = thread.submit(os.getpriority, os.PRIO_PROCESS, 0).result()
+    finally:
+        thread.shutdown()
+    assert niceness == max(before, BACKGROUND_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

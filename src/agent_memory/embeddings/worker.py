@@ -5,7 +5,10 @@
 with new chunks in a bounded queue (a tenant already waiting is not queued twice; when the queue is full the
 tenant is left for the next sweep), and for each embeds its chunks that have no vector, ``batch`` at a time:
 one transaction per batch, the batch's rows locked with ``SKIP LOCKED`` so that the embedders of several
-replicas never embed the same chunk twice. The model runs in a worker thread, never on the event loop.
+replicas never embed the same chunk twice. The model runs in a thread of its own, never on the event loop, and
+(on Linux) at a lower CPU priority (``BACKGROUND_NICENESS``): calls being served come first, and the embedder
+takes what CPU they leave. Vectors lag behind a burst of writes and catch up when it passes; ``recall`` says in
+provenance how many candidates had no vector yet.
 
 It survives everything: a failed batch is logged and the tenant retried at the next notification or sweep; a
 lost LISTEN connection is reopened with backoff. A sweep at start (and every ``sweep_every`` seconds) queues
@@ -16,8 +19,13 @@ every tenant (or only ``tenant_filter``, for a stdio server), so chunks written 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -28,6 +36,7 @@ from agent_memory.errors import AgentMemoryError
 from agent_memory.store.database import CHANGES_CHANNEL, Database
 
 if TYPE_CHECKING:
+    from agent_memory.embeddings.model import Vectors
     from agent_memory.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -35,16 +44,48 @@ log = structlog.get_logger(__name__)
 SWEEP_EVERY: Final = 300.0
 RETRY_FIRST: Final = 0.5
 RETRY_MOST: Final = 30.0
+# nice value of the background embedder's thread: against a request's threads (nice 0) it gets about a tenth of
+# their share of a busy CPU, and all of an idle one. The embedding of a query runs at normal priority.
+BACKGROUND_NICENESS: Final = 10
 
 Progress = Callable[[str, int, int], None]
 
 
+def _lower_priority() -> None:
+    """Lower the calling thread's CPU priority to ``BACKGROUND_NICENESS`` unless it is lower already (Linux, where
+    a nice value is per thread; elsewhere nothing)."""
+    if sys.platform == "linux":
+        me = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, me, max(os.getpriority(os.PRIO_PROCESS, me), BACKGROUND_NICENESS))
+        except OSError as exc:  # a sandbox that forbids it: the embedder still works, at normal priority
+            log.info("the embedder runs at normal priority", reason=str(exc))
+
+
+def background_thread() -> ThreadPoolExecutor:
+    """The one thread, at a lower priority, that runs the model for the background embedder."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder", initializer=_lower_priority)
+
+
+async def _embed(embedder: Embedder, texts: Sequence[str], thread: Executor | None) -> Vectors:
+    """Run the model on ``texts`` in ``thread``, or in a worker thread of the event loop without one."""
+    if thread is None:
+        return await anyio.to_thread.run_sync(embedder.embed, texts)
+    return await asyncio.get_running_loop().run_in_executor(thread, embedder.embed, texts)
+
+
 async def embed_tenant(
-    db: Database, embedder: Embedder, tenant: str, *, batch: int = 32, progress: Progress | None = None
+    db: Database,
+    embedder: Embedder,
+    tenant: str,
+    *,
+    batch: int = 32,
+    progress: Progress | None = None,
+    thread: Executor | None = None,
 ) -> int:
-    """Embed every chunk of ``tenant`` that has no vector, ``batch`` per transaction; returns how many. With
-    ``progress``, vectors of another model are dropped first (so that they are made again) and progress is
-    reported as ``(tenant, done, total)``."""
+    """Embed every chunk of ``tenant`` that has no vector, ``batch`` per transaction, the model running in
+    ``thread`` (default: a worker thread); returns how many. With ``progress``, vectors of another model are
+    dropped first (so that they are made again) and progress is reported as ``(tenant, done, total)``."""
     total = 0
     if progress is not None:
         async with db.transaction(tenant) as tx:
@@ -61,7 +102,7 @@ async def embed_tenant(
             texts = [text for _, text, _ in todo]
             contextual = [i for i, (_, _, context) in enumerate(todo) if context]
             texts += [in_context(todo[i][1], todo[i][2]) for i in contextual]
-            vectors = (await anyio.to_thread.run_sync(embedder.embed, texts)).tolist()
+            vectors = (await _embed(embedder, texts, thread)).tolist()
             in_contexts = dict(zip(contextual, vectors[len(todo) :], strict=True))
             await tx.set_embeddings(
                 [(chunk_id, vectors[i], in_contexts.get(i, vectors[i])) for i, (chunk_id, _, _) in enumerate(todo)],
@@ -118,16 +159,20 @@ class BackgroundEmbedder:
     async def run(self, ready: anyio.Event | None = None) -> None:
         """Load the model, listen, sweep, and embed until cancelled; sets ``ready`` once listening."""
         await anyio.to_thread.run_sync(self.embedder.load)
-        async with anyio.create_task_group() as group:
-            listening = anyio.Event()
-            group.start_soon(self._listen, listening)
-            await listening.wait()
-            group.start_soon(self._sweep)
-            if ready is not None:
-                ready.set()
-            await self._work()
+        thread = background_thread()
+        try:
+            async with anyio.create_task_group() as group:
+                listening = anyio.Event()
+                group.start_soon(self._listen, listening)
+                await listening.wait()
+                group.start_soon(self._sweep)
+                if ready is not None:
+                    ready.set()
+                await self._work(thread)
+        finally:
+            thread.shutdown(wait=False, cancel_futures=True)
 
-    async def _work(self) -> None:
+    async def _work(self, thread: Executor) -> None:
         while True:
             while not self._queue:
                 self._wakeup = anyio.Event()
@@ -136,7 +181,7 @@ class BackgroundEmbedder:
             self._waiting.discard(tenant)
             self._on_queue(len(self._queue))
             try:
-                count = await embed_tenant(self.db, self.embedder, tenant, batch=self.batch)
+                count = await embed_tenant(self.db, self.embedder, tenant, batch=self.batch, thread=thread)
             except Exception:  # the boundary: one tenant's failure must not stop the embedder
                 log.exception("embedding failed; the tenant is retried at its next write or the next sweep")
                 await anyio.sleep(RETRY_FIRST)
