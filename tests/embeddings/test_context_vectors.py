@@ -96,3 +96,26 @@ async def test_forgetting_an_event_drops_the_context_vectors_that_carry_it(
     assert same(stored[first][0], embedder.embed_one(FIRST))
     assert (await embed_chunks(db, embedder, tenant="local")).chunks == 1
     assert same((await vectors(db))[third][1], embedder.embed_one(in_context(THIRD, FIRST)))
+
+
+async def test_forgetting_finds_the_vectors_that_carry_it_wherever_they_now_stand(
+    client: Client, db: Database, embedder: Embedder
+) -> None:
+    """A reply embedded after a message carries that message's text. When an event written later with an earlier
+    time lands between the two, forgetting the message still drops the reply's vectors (and those of the event
+    now after it); made again, each carries what now stands before it."""
+    first = await remember(client, FIRST, "2026-05-04T10:00:00Z", session_id="party")
+    third = await remember(client, THIRD, "2026-05-04T10:02:00Z", session_id="party")
+    await embed_chunks(db, embedder, tenant="local")
+    second = await remember(client, SECOND, "2026-05-04T10:01:00Z", session_id="party")
+    await embed_chunks(db, embedder, tenant="local")
+    assert same((await vectors(db))[third][1], embedder.embed_one(in_context(THIRD, FIRST)))
+    receipt = await call(client, "forget", event_ids=[first])
+    assert (receipt["events"], receipt["vectors_remade"]) == (1, 2)
+    stored = await vectors(db)
+    assert stored[third] == (None, None)
+    assert stored[second] == (None, None)
+    assert (await embed_chunks(db, embedder, tenant="local")).chunks == 2
+    stored = await vectors(db)
+    assert same(stored[third][1], embedder.embed_one(in_context(THIRD, SECOND)))
+    assert same(stored[second][1], embedder.embed_one(SECOND))

@@ -99,16 +99,18 @@ async def embed_tenant(
             if not todo:
                 return done
             # each chunk alone, then the chunks that have a context in it (without one, both vectors are the same)
-            texts = [text for _, text, _ in todo]
-            contextual = [i for i, (_, _, context) in enumerate(todo) if context]
-            texts += [in_context(todo[i][1], todo[i][2]) for i in contextual]
+            texts = [chunk.text for chunk in todo]
+            contextual = [i for i, chunk in enumerate(todo) if chunk.context]
+            texts += [in_context(todo[i].text, todo[i].context) for i in contextual]
             vectors = (await _embed(embedder, texts, thread)).tolist()
             in_contexts = dict(zip(contextual, vectors[len(todo) :], strict=True))
-            await tx.set_embeddings(
-                [(chunk_id, vectors[i], in_contexts.get(i, vectors[i])) for i, (chunk_id, _, _) in enumerate(todo)],
-                MODEL_ID,
-                DIMENSION,
-            )
+            made = [
+                (chunk.id, vectors[i], in_contexts[i], chunk.context_id)
+                if i in in_contexts
+                else (chunk.id, vectors[i], vectors[i], None)
+                for i, chunk in enumerate(todo)
+            ]
+            await tx.set_embeddings(made, MODEL_ID, DIMENSION)
         done += len(todo)
         if progress is not None:
             progress(tenant, done, max(total, done))

@@ -41,6 +41,7 @@ from agent_memory.store.rows import (
     EventRow,
     HandoffRow,
     TaskRow,
+    ToEmbed,
     ViewRow,
     to_row,
 )
@@ -839,24 +840,24 @@ class Tx:
         """``vector(384)`` where pgvector holds the chunks' vectors, ``real[]`` where it does not."""
         return str(await self._conn.fetchval(QUERIES["embedding_column_type"]))
 
-    async def chunks_to_embed(self, limit: int) -> list[tuple[str, str, str | None]]:
-        """Up to ``limit`` (chunk id, text, context) without a vector yet, newest first; the context is the text
-        of the chunk before it in its session, ``None`` when there is none or it is more sensitive."""
-        return [(row["id"], row["text"], row["context"]) for row in await self._fetch("chunks_to_embed", limit)]
+    async def chunks_to_embed(self, limit: int) -> list[ToEmbed]:
+        """Up to ``limit`` chunks without a vector yet, newest first, each with its context (see ``ToEmbed``)."""
+        return [ToEmbed(*row) for row in await self._fetch("chunks_to_embed", limit)]
 
     async def set_embeddings(
-        self, vectors: Sequence[tuple[str, Sequence[float], Sequence[float]]], model: str, dimension: int
+        self, vectors: Sequence[tuple[str, Sequence[float], Sequence[float], str | None]], model: str, dimension: int
     ) -> int:
-        """Store each chunk's vector and context vector, (id, vector, context vector), with their model and
-        dimension; returns how many chunks still existed."""
+        """Store each chunk's vector and context vector, (id, vector, context vector, id of the chunk whose text
+        is its context), with their model and dimension; returns how many chunks still existed."""
 
         def literal(vector: Sequence[float]) -> str:
             return "{" + ",".join(format(x, ".7g") for x in vector) + "}"
 
-        ids = [chunk_id for chunk_id, _, _ in vectors]
-        own = [literal(vector) for _, vector, _ in vectors]
-        context = [literal(vector) for _, _, vector in vectors]
-        status = await self._execute("set_embeddings", ids, own, model, dimension, context)
+        ids = [chunk_id for chunk_id, *_ in vectors]
+        own = [literal(vector) for _, vector, _, _ in vectors]
+        context = [literal(vector) for _, _, vector, _ in vectors]
+        sources = [source for *_, source in vectors]
+        status = await self._execute("set_embeddings", ids, own, model, dimension, context, sources)
         return _rowcount(status)
 
     async def count_chunks_to_embed(self, model: str, dimension: int) -> int:

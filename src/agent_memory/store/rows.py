@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -58,6 +58,16 @@ class ChunkRow(Row):
     pinned: bool
     tags: list[str]
     ts: datetime
+
+
+class ToEmbed(NamedTuple):
+    """A chunk without a vector: its text, and its context (the text of the chunk before it in its session) with
+    that chunk's id (both ``None`` when there is none, or it is more sensitive)."""
+
+    id: str
+    text: str
+    context: str | None
+    context_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

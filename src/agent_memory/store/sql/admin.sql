@@ -52,19 +52,30 @@ SELECT
     (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND event_id = ANY($2::text[])) AS decisions;
 
 -- name: forget_context_vectors
--- The context vectors that carry the text of events $2: each of their chunks was embedded as the context of the
--- chunk after it in its session (see chunks_to_embed). Those chunks' vectors are dropped; the embedder makes them
--- again.
-UPDATE chunks c SET embedding = NULL, context_embedding = NULL, embedding_model = NULL, embedding_dim = NULL
-FROM chunks f
-CROSS JOIN LATERAL (
-    SELECT x.id FROM chunks x
-    WHERE x.tenant_id = $1 AND x.session_id = f.session_id AND (x.ts, x.event_id, x.seq) > (f.ts, f.event_id, f.seq)
-    ORDER BY x.ts, x.event_id, x.seq
-    LIMIT 1
-) next
-WHERE f.tenant_id = $1 AND f.event_id = ANY($2::text[])
-  AND c.tenant_id = $1 AND c.id = next.id AND c.embedding_model IS NOT NULL;
+-- The vectors that carry the text of events $2 as context (see chunks_to_embed): those of every chunk whose
+-- context_chunk_id is one of their chunks, wherever it now stands, and those of the chunk right after each of them
+-- in its session (vectors made before context_chunk_id was recorded had that one's text). They are dropped; the
+-- embedder makes them again.
+WITH forgotten AS (
+    SELECT f.id, f.session_id, f.ts, f.event_id, f.seq FROM chunks f
+    WHERE f.tenant_id = $1 AND f.event_id = ANY($2::text[])
+), carriers AS (
+    SELECT c.id FROM chunks c JOIN forgotten f ON c.context_chunk_id = f.id WHERE c.tenant_id = $1
+    UNION
+    SELECT next.id FROM forgotten f
+    CROSS JOIN LATERAL (
+        SELECT x.id FROM chunks x
+        WHERE x.tenant_id = $1 AND x.session_id = f.session_id
+          AND (x.ts, x.event_id, x.seq) > (f.ts, f.event_id, f.seq)
+        ORDER BY x.ts, x.event_id, x.seq
+        LIMIT 1
+    ) next
+)
+UPDATE chunks c
+SET embedding = NULL, context_embedding = NULL, embedding_model = NULL, embedding_dim = NULL, context_chunk_id = NULL
+FROM carriers
+WHERE c.tenant_id = $1 AND c.id = carriers.id AND c.embedding_model IS NOT NULL
+  AND c.event_id <> ALL($2::text[]);
 
 -- name: forget_events
 DELETE FROM events WHERE tenant_id = $1 AND id = ANY($2::text[]);

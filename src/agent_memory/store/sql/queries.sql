@@ -308,15 +308,15 @@ WHERE attrelid = 'chunks'::regclass AND attname = 'embedding' AND NOT attisdropp
 -- name: chunks_to_embed
 -- Up to $2 chunks without a vector, newest first (the index chunks_unembedded serves it), locked until the
 -- transaction stores their vectors: embedders of other processes skip them instead of doing the work twice.
--- Each comes with the text of the chunk before it in its session (its context), unless that one is more
+-- Each comes with the text and id of the chunk before it in its session (its context), unless that one is more
 -- sensitive: a vector must not carry what a channel that may load its chunk may not see.
-SELECT c.id, c.text,
-       CASE WHEN array_position(ARRAY['none', 'low', 'high'], p.sensitivity)
-                 <= array_position(ARRAY['none', 'low', 'high', 'secret'], c.sensitivity)
-            THEN p.text END AS context
+SELECT c.id, c.text, CASE WHEN p.allowed THEN p.text END AS context, CASE WHEN p.allowed THEN p.id END AS context_id
 FROM chunks c
 LEFT JOIN LATERAL (
-    SELECT x.text, x.sensitivity FROM chunks x
+    SELECT x.id, x.text,
+           array_position(ARRAY['none', 'low', 'high'], x.sensitivity)
+               <= array_position(ARRAY['none', 'low', 'high', 'secret'], c.sensitivity) AS allowed
+    FROM chunks x
     WHERE x.tenant_id = $1 AND x.session_id = c.session_id AND (x.ts, x.event_id, x.seq) < (c.ts, c.event_id, c.seq)
     ORDER BY x.ts DESC, x.event_id DESC, x.seq DESC
     LIMIT 1
@@ -328,10 +328,11 @@ FOR UPDATE OF c SKIP LOCKED;
 
 -- name: set_embeddings
 -- Store vectors ($3: each as a real[] literal) and context vectors ($6, likewise) for chunks $2, made by model $4
--- of dimension $5.
+-- of dimension $5, with the id of the chunk whose text each context vector carries ($7; NULL: none).
 UPDATE chunks c
-SET embedding = u.vector::real[], context_embedding = u.context::real[], embedding_model = $4, embedding_dim = $5
-FROM unnest($2::text[], $3::text[], $6::text[]) AS u (id, vector, context)
+SET embedding = u.vector::real[], context_embedding = u.context::real[], embedding_model = $4, embedding_dim = $5,
+    context_chunk_id = u.source
+FROM unnest($2::text[], $3::text[], $6::text[], $7::text[]) AS u (id, vector, context, source)
 WHERE c.tenant_id = $1 AND c.id = u.id;
 
 -- name: count_chunks_to_embed
@@ -341,7 +342,8 @@ WHERE tenant_id = $1 AND (embedding_model IS NULL OR embedding_model <> $2 OR em
 
 -- name: forget_other_embeddings
 -- Drop vectors made by a model other than $2 (dimension $3), so that they are embedded again.
-UPDATE chunks SET embedding = NULL, context_embedding = NULL, embedding_model = NULL, embedding_dim = NULL
+UPDATE chunks
+SET embedding = NULL, context_embedding = NULL, embedding_model = NULL, embedding_dim = NULL, context_chunk_id = NULL
 WHERE tenant_id = $1 AND embedding_model IS NOT NULL
   AND (embedding_model <> $2 OR embedding_dim IS DISTINCT FROM $3);
 

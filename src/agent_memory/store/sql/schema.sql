@@ -120,6 +120,10 @@ BEGIN
     END IF;
 END
 $$;
+-- context_chunk_id: the chunk whose text the context vector carries (NULL: none), so that forgetting it drops
+-- exactly the vectors that carry its text.
+ALTER TABLE chunks ADD COLUMN context_chunk_id text;
+CREATE INDEX chunks_context_source ON chunks (tenant_id, context_chunk_id) WHERE context_chunk_id IS NOT NULL;
 
 -- Whole tool outputs too large for an event; the event keeps an excerpt and points here.
 CREATE TABLE artifacts (
@@ -319,7 +323,8 @@ GRANT SELECT, INSERT, UPDATE ON tenants TO agent_memory_app;
 GRANT SELECT, INSERT, DELETE ON events, chunks, artifacts TO agent_memory_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, tasks, handoffs, views, api_keys TO agent_memory_app;
 GRANT SELECT, INSERT ON audit_log TO agent_memory_app;
-GRANT UPDATE (embedding, context_embedding, embedding_model, embedding_dim) ON chunks TO agent_memory_app;  -- embedder
+GRANT UPDATE (embedding, context_embedding, embedding_model, embedding_dim, context_chunk_id) ON chunks
+    TO agent_memory_app;  -- embedder
 GRANT SELECT, INSERT, DELETE ON request_signatures TO agent_memory_app;
 
 -- The tenant of the current transaction; NULL when none is set (a setting once set reads '' afterwards).
