@@ -4,7 +4,7 @@ out and why. Every section builder offers items here; nothing else decides wheth
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -59,7 +59,8 @@ class Assembly:
     request: RecallRequest
     caller: Caller
     fillers: dict[str, Filler]
-    omitted: dict[tuple[str, OmissionReason], list[str]] = field(default_factory=lambda: defaultdict(list))
+    # (section, reason) -> the ids left out, in order (a dict: an ordered set)
+    omitted: dict[tuple[str, OmissionReason], dict[str, None]] = field(default_factory=lambda: defaultdict(dict))
     loaded_events: set[str] = field(default_factory=set)
     loaded_texts: set[str] = field(default_factory=set)
     loaded_decisions: set[str] = field(default_factory=set)
@@ -68,8 +69,7 @@ class Assembly:
 
     def omit(self, section: str, reason: OmissionReason, ident: str) -> None:
         """Record that ``ident`` was left out of ``section`` for ``reason`` (once)."""
-        if ident not in self.omitted[(section, reason)]:
-            self.omitted[(section, reason)].append(ident)
+        self.omitted[(section, reason)].setdefault(ident)
 
     def offer(self, section: str, item: Item, ident: str) -> bool:
         """Add ``item`` if it fits the section's cap; otherwise record a budget omission."""
@@ -78,6 +78,15 @@ class Assembly:
         if filler.fits(item.token_est):
             filler.add(item)
             return True
+        self.omit(section, "budget", ident)
+        return False
+
+    def offer_made(self, section: str, tokens: int, make: Callable[[], Item], ident: str) -> bool:
+        """``offer`` the item ``make`` builds, building it only if its ``tokens`` fit (evidence weighs hundreds of
+        candidates, and most no longer fit once the section is full)."""
+        if self.fillers[section].fits(tokens):
+            return self.offer(section, make(), ident)
+        self.considered += 1
         self.omit(section, "budget", ident)
         return False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Final
 
 from agent_memory.context import scoring, temporal
@@ -63,13 +64,15 @@ def add_evidence(
         if taken >= limit:
             assembly.omit("evidence", "budget", c.event_id)
             continue
-        refs = [c.event_id, *([c.decision_id] if c.decision_id else []), *c.event_refs]
-        item = Item(
-            text=c.text, refs=list(dict.fromkeys(refs)), kind=c.kind, ts=c.ts, score=value, token_est=c.token_est
-        )
-        if assembly.offer("evidence", item, c.event_id):
+        if assembly.offer_made("evidence", c.token_est, partial(_item, c, value), c.event_id):
             seen_text.add((c.text_hash, c.seq))
             taken += 1
+
+
+def _item(c: Candidate, value: float) -> Item:
+    """The evidence item of ``c``, scored ``value``: the event, its decision and what the event cites as refs."""
+    refs = [c.event_id, *([c.decision_id] if c.decision_id else []), *c.event_refs]
+    return Item(text=c.text, refs=list(dict.fromkeys(refs)), kind=c.kind, ts=c.ts, score=value, token_est=c.token_est)
 
 
 def _relevance(

@@ -211,9 +211,11 @@ async def _retrieve(
         windowed=POOL_WINDOW,
     )
     similarity = await semantic.similarities(tx, search, candidates) if semantic is not None else Closeness()
-    statements = _statements(assembly, session, candidates, horizon)
     # only a summary or a fact can be contradicted: without one, nothing to parse (most queries of a chat)
-    found = conflicts.find(statements) if any(s.kind in conflicts.SUMMARY_KINDS for s in statements) else []
+    kinds = {c.kind for c in candidates} | {e.kind for e in session.recent}
+    found = []
+    if kinds & conflicts.SUMMARY_KINDS:
+        found = conflicts.find(_statements(assembly, session, candidates, horizon))
     assembly.contradicted.update(f.older.id for f in found)
     named = [ident for packet in packets for ident in packet.decision_ids]
     await add_decisions(assembly, tx, tenant, matched, named, reference, horizon)
@@ -364,7 +366,8 @@ def _bundle(
         for name in SECTIONS
     ]
     omissions = [
-        Omission(section=section, reason=reason, ids=ids) for (section, reason), ids in sorted(assembly.omitted.items())
+        Omission(section=section, reason=reason, ids=list(ids))
+        for (section, reason), ids in sorted(assembly.omitted.items())
     ]
     request = assembly.request
     return Bundle(
