@@ -79,6 +79,22 @@ async def test_a_subject_is_found_nowhere_afterwards(client: Client, db: Databas
     assert "1182" not in json.dumps(bundle["sections"])
 
 
+async def test_a_subject_is_compared_as_written_not_as_the_database_quotes_it(client: Client, db: Database) -> None:
+    """A subject with a double quote and backslashes (a path, a nickname) is found in a message, in metadata and in
+    a packet (the text of a whole row would have escaped both), and is found nowhere afterwards."""
+    subject = 'C:\\Users\\Zephyrine "Zeph" Quist'
+    await remember(client, f"Copied the export to {subject} for review.")
+    await remember(client, "Export done.", metadata={"target": {"path": subject}})
+    await remember(client, "The release train leaves on Thursday.")
+    await call(client, "handoff_packet", to_agent="agent-b", task=f"Check the files in {subject}")
+    assert await db.tables_containing(subject) == ["events", "chunks", "handoffs"]
+
+    receipt = await call(client, "forget", subject=subject.upper())
+
+    assert (receipt["events"], receipt["handoffs"]) == (2, 1)
+    await nowhere(db, subject, "Zephyrine")
+
+
 async def test_forgetting_a_decision_splices_its_chain(client: Client, db: Database) -> None:
     """d1 → d2 → d3: forgetting d2's event leaves d1 superseded by d3 and d3 superseding d1; forgetting d3, the
     head, leaves d1 in force again, and the chain goes on from it."""

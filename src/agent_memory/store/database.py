@@ -207,13 +207,12 @@ class Database:
             return await applied_versions(conn), latest_version()
 
     async def tables_containing(self, needle: str) -> list[str]:
-        """The tables (of every tenant) where any column of any row contains ``needle``."""
+        """The tables (of every tenant) where any column of any row contains ``needle``: any value, and any value
+        inside a JSON or array column, as it is (the text of a whole row would escape quotes and backslashes)."""
         found = []
         async with self._every_tenant() as conn:
             for table in TABLES:
-                hit = await conn.fetchval(
-                    f"SELECT EXISTS (SELECT 1 FROM {table} t WHERE strpos(t::text, $1) > 0)", needle
-                )
+                hit = await conn.fetchval(QUERIES["table_contains"].replace("{table}", table), needle)
                 if hit:
                     found.append(table)
         return found

@@ -5,10 +5,13 @@ SELECT id FROM events WHERE tenant_id = $1 AND session_id = $2;
 
 -- name: forget_targets_by_subject
 -- Events in which $2 appears anywhere (text, actor, tags, metadata, structured fields, or the whole tool output
--- kept as the event's artifact), case-insensitively.
+-- kept as the event's artifact), case-insensitively. Each value is compared as it is, at any depth of a JSON or
+-- array column (the text of the whole row would escape quotes, backslashes and newlines).
 SELECT id FROM events e
 WHERE e.tenant_id = $1
-  AND (strpos(lower(e::text), lower($2)) > 0
+  AND (EXISTS (SELECT 1 FROM jsonb_path_query(to_jsonb(e), 'strict $.**') AS v (value)
+               WHERE jsonb_typeof(v.value) NOT IN ('object', 'array')
+                 AND strpos(lower(v.value #>> '{}'), lower($2)) > 0)
        OR EXISTS (SELECT 1 FROM artifacts a
                   WHERE a.tenant_id = $1 AND a.event_id = e.id AND strpos(lower(a.content), lower($2)) > 0));
 
@@ -93,7 +96,12 @@ ORDER BY ts, id;
 DELETE FROM handoffs WHERE tenant_id = $1 AND session_id = $2;
 
 -- name: forget_handoffs_by_subject
-DELETE FROM handoffs h WHERE h.tenant_id = $1 AND strpos(lower(h::text), lower($2)) > 0;
+-- Packets in which $2 appears anywhere, compared as in forget_targets_by_subject.
+DELETE FROM handoffs h
+WHERE h.tenant_id = $1
+  AND EXISTS (SELECT 1 FROM jsonb_path_query(to_jsonb(h), 'strict $.**') AS v (value)
+              WHERE jsonb_typeof(v.value) NOT IN ('object', 'array')
+                AND strpos(lower(v.value #>> '{}'), lower($2)) > 0);
 
 -- name: forget_handoffs_all
 DELETE FROM handoffs WHERE tenant_id = $1;
@@ -166,3 +174,11 @@ WHERE e.tenant_id = $1 AND e.ts < $2 AND NOT e.pinned
       SELECT 1 FROM tasks t
       WHERE t.tenant_id = $1 AND t.id = e.structured -> 'task' ->> 'task_id' AND t.status <> 'done'))
   AND NOT EXISTS (SELECT 1 FROM events n WHERE n.tenant_id = $1 AND n.duplicate_of = e.id AND n.ts >= $2);
+
+-- name: table_contains
+-- Whether any row of {table} (of any tenant; the login must bypass row-level security) holds $1 in any value, at
+-- any depth of a JSON or array column, as it is. {table} is one of the store's own table names.
+SELECT EXISTS (
+    SELECT 1 FROM {table} t, jsonb_path_query(to_jsonb(t), 'strict $.**') AS v (value)
+    WHERE jsonb_typeof(v.value) NOT IN ('object', 'array') AND strpos(v.value #>> '{}', $1) > 0
+);
