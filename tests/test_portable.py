@@ -10,6 +10,8 @@ import pytest
 from mcp import Client
 
 from agent_memory import views
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder
+from agent_memory.reindex import embed_chunks
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
@@ -104,3 +106,37 @@ async def test_export_since_and_bad_imports(database_url: str, db: Database, tmp
     assert "line" in refused.stderr
     async with db.transaction("other") as tx:
         assert await tx.count_events() == 0
+
+
+async def test_vectors_travel_as_arrays_and_come_back(database_url: str, db: Database, tmp_path: Path) -> None:
+    """An export holds each chunk's vectors as JSON arrays of numbers, with or without pgvector (a database of
+    either kind imports them), and the import restores them with their model."""
+    async with make_client(db, Settings(database_url=database_url, tenant="vectors", agent="agent-a")) as client:
+        await call(client, "remember", text="Nate made coconut milk ice cream.", session_id="party")
+        await call(client, "remember", text="How did it turn out?", session_id="party")
+    embedder = Embedder().load()
+    await embed_chunks(db, embedder, tenant="vectors")
+    exported = tmp_path / "vectors.jsonl"
+    done = run_cli(database_url, "export", "--output", str(exported), "--tenant", "vectors", timeout=120)
+    assert done.returncode == 0, done.stderr
+    chunks = [line["row"] for line in map(json.loads, exported.read_text(encoding="utf-8").splitlines()[1:])]
+    chunks = [row for row in chunks if "embedding" in row]
+    assert len(chunks) == 2
+    for row in chunks:
+        assert len(row["embedding"]) == len(row["context_embedding"]) == DIMENSION
+        assert all(isinstance(x, float) for x in row["embedding"])
+        assert row["embedding_model"] == MODEL_ID
+
+    restored = run_cli(database_url, "import", str(exported), "--tenant", "vectors-copy", timeout=120)
+    assert restored.returncode == 0, restored.stderr
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, seq, event_id, embedding::real[] AS own, context_embedding::real[] AS context,"
+            " embedding_model FROM chunks WHERE tenant_id IN ('vectors', 'vectors-copy') ORDER BY event_id, tenant_id"
+        )
+    assert len(rows) == 4
+    for original, copy in zip(rows[::2], rows[1::2], strict=True):
+        assert (original["tenant_id"], copy["tenant_id"]) == ("vectors", "vectors-copy")
+        assert copy["embedding_model"] == MODEL_ID
+        assert copy["own"] == pytest.approx(original["own"], abs=1e-6)
+        assert copy["context"] == pytest.approx(original["context"], abs=1e-6)

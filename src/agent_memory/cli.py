@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a tenant's data as JSON lines",
         description="Write everything recall is built from (events, artifacts, chunks with their vectors, "
         "decisions, tasks, handoffs, views) of --tenant as JSON lines, to stdout or to --output: a header line, "
-        'then {"table", "row"} per row.',
+        'then {"table", "row"} per row. Vectors are arrays of numbers: a database with pgvector or without it '
+        "imports them.",
     )
     export.add_argument("--since", help="only what was recorded from then on (ISO 8601 date or time)")
     export.add_argument("--output", help="a file to write (default: stdout)")

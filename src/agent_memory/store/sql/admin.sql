@@ -126,7 +126,13 @@ JOIN events e ON e.tenant_id = a.tenant_id AND e.id = a.event_id
 WHERE a.tenant_id = $1 AND e.ts >= $2 AND a.id > $3 ORDER BY a.id LIMIT $4;
 
 -- name: export_chunks
-SELECT id AS key, to_jsonb(t) - 'tenant_id' - 'tsv' AS row FROM chunks t
+-- Vectors as JSON arrays of numbers whatever their column type (pgvector's text form is not an array): an export
+-- imports into a database with pgvector or without it.
+SELECT id AS key,
+       to_jsonb(t) - 'tenant_id' - 'tsv'
+       || jsonb_build_object('embedding', to_jsonb(t.embedding::real[]),
+                             'context_embedding', to_jsonb(t.context_embedding::real[])) AS row
+FROM chunks t
 WHERE tenant_id = $1 AND ts >= $2 AND id > $3 ORDER BY id LIMIT $4;
 
 -- name: export_decisions
