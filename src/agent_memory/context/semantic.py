@@ -12,12 +12,18 @@ Each chunk has two vectors (``embeddings.model``): the chunk alone, and the chun
 decides whether a candidate is close in meaning to the query at all (and is the one the HNSW index searches);
 ranking blends both (``Closeness.ranking``).
 
+When the query names the actor of some candidates ("What did Nate think of ..."), ranking uses the mean of the
+query's vector and the vector of the query with those names replaced by "someone" (``anonymised``): who said it
+is already matched exactly (by the actor and by the name as a word), and a name in the query vector makes every
+short turn of that actor ("Nate: Take care!") look close in meaning. The search itself still uses the whole query.
+
 Candidates without a vector of the current model (not embedded yet, or by another model) are scored lexically
 only; provenance says how many there were.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +46,7 @@ SemanticMode = Literal["pgvector", "rerank", "off"]
 NEIGHBOURS: Final = 200  # chunks the HNSW search adds to the pool
 CONTEXT_VECTOR_WEIGHT: Final = 0.8  # of the similarity that ranks a chunk, for its vector in context
 EF_SEARCH: Final = 200
+ANONYMOUS: Final = "someone"  # what stands for an actor named in the query, in the vector that ranks
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Search:
     mode: SemanticMode
     vector: Vectors | None = None
     neighbours: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    query: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,27 +103,48 @@ class Semantic:
         if self._column is None:
             self._column = await tx.embedding_column_type()
         if not self._column.startswith("vector"):
-            return Search("rerank", vector)
+            return Search("rerank", vector, query=query)
         found = await tx.semantic_neighbours(vector.tolist(), horizon, MODEL_ID, self.neighbours, ef_search=EF_SEARCH)
-        return Search("pgvector", vector, found)
+        return Search("pgvector", vector, found, query=query)
 
     async def similarities(self, tx: Tx, search: Search, candidates: Sequence[Candidate]) -> Closeness:
-        """The cosine similarities to the query of every candidate with a vector of the current model."""
+        """The cosine similarities to the query of every candidate with a vector of the current model; when the
+        query names actors of the candidates, to the mean of the query's vector and its anonymised one's."""
         if search.vector is None:
             return Closeness()
+        vector, known = search.vector, search.neighbours
+        named = named_actors(search.query, candidates)
+        if named:
+            anonymous = await anyio.to_thread.run_sync(self.embedder.embed_one, anonymised(search.query, named))
+            mean = search.vector + anonymous
+            vector, known = mean / max(float(np.linalg.norm(mean)), 1e-12), {}
         todo = [
             c.id
             for c in candidates
-            if c.id not in search.neighbours and c.embedding_model == MODEL_ID and c.embedding_dim == DIMENSION
+            if c.id not in known and c.embedding_model == MODEL_ID and c.embedding_dim == DIMENSION
         ]
         if search.mode == "pgvector":
-            pairs = {**search.neighbours, **await tx.similarities(todo, search.vector.tolist(), MODEL_ID)}
+            pairs = {**known, **await tx.similarities(todo, vector.tolist(), MODEL_ID)}
         else:
-            pairs = _scored(search.vector, await tx.chunk_vectors(todo, MODEL_ID, DIMENSION))
+            pairs = _scored(vector, await tx.chunk_vectors(todo, MODEL_ID, DIMENSION))
         return Closeness(
             own={i: own for i, (own, _) in pairs.items()},
             in_context={i: context for i, (_, context) in pairs.items() if context is not None},
         )
+
+
+def named_actors(query: str, candidates: Sequence[Candidate]) -> list[str]:
+    """The actors of ``candidates`` that ``query`` names (as a word, in any case), longest first."""
+    actors = {c.actor for c in candidates if c.actor and c.actor.strip()}
+    found = [a for a in actors if re.search(rf"(?<!\w){re.escape(a)}(?!\w)", query, re.IGNORECASE)]
+    return sorted(found, key=lambda a: (-len(a), a))
+
+
+def anonymised(query: str, names: Sequence[str]) -> str:
+    """``query`` with each of ``names`` (and its possessive) replaced by ``ANONYMOUS``."""
+    for name in names:
+        query = re.sub(rf"(?<!\w){re.escape(name)}(?:'s|’s)?(?!\w)", ANONYMOUS, query, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", query).strip()
 
 
 def _scored(query: Vectors, stored: dict[str, tuple[Vectors, Vectors | None]]) -> dict[str, tuple[float, float | None]]:
