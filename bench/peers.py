@@ -279,10 +279,17 @@ class AgentMemory:
         data_dir.chmod(0o755)  # as root, PostgreSQL runs as another account that must reach it
         return Launch(
             [sys.executable, "-m", "agent_memory", "serve"],
-            clean_env(AGENT_MEMORY_DATA_DIR=str(data_dir), AGENT_MEMORY_LOG_LEVEL="warning"),
+            # rate limits lifted, as the other benchmarks do: the peers have none, and one client writing as fast
+            # as it can passes the default 100 calls/s of an agent
+            clean_env(
+                AGENT_MEMORY_DATA_DIR=str(data_dir),
+                AGENT_MEMORY_LOG_LEVEL="warning",
+                AGENT_MEMORY_RATE_LIMIT_TENANT="0",
+                AGENT_MEMORY_RATE_LIMIT_AGENT="0",
+            ),
             version("agent-memory"),
             marker=str(data_dir),
-            notes=["embedded PostgreSQL in a fresh data directory; memory includes it"],
+            notes=["embedded PostgreSQL in a fresh data directory, rate limits off; memory includes it"],
         )
 
     async def write(self, client: Client, index: int, text: str) -> None:
