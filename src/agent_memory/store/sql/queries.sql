@@ -407,12 +407,23 @@ WITH pool AS (
 SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
        c.importance, c.pinned, c.tags, c.ts, best.rank, e.refs AS event_refs, e.agent_id, e.text_hash,
        d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at,
-       c.embedding_model, c.embedding_dim,
-       -- the query's lexemes it holds: its lexemes, less those that are not the query's
-       tsvector_to_array(ts_delete(c.tsv, tsvector_to_array(ts_delete(c.tsv, $13::text[])))) AS matched,
-       length(c.tsv) AS lexeme_count, corpus.size AS corpus_size, e.actor
+       c.embedding_model, c.embedding_dim, c.matched, c.lexeme_count, corpus.size AS corpus_size, e.actor
 FROM best
-JOIN chunks c ON c.tenant_id = $1 AND c.id = best.id
-JOIN events e ON e.tenant_id = $1 AND e.id = c.event_id
-LEFT JOIN decisions d ON d.tenant_id = $1 AND d.event_id = c.event_id
+-- each candidate's rows looked up by key (LIMIT 1 keeps the planner from joining whole tables instead: with the
+-- statistics of a tenant that has just grown tenfold it would, and read the events once per candidate)
+CROSS JOIN LATERAL (
+    SELECT x.id, x.event_id, x.seq, x.session_id, x.kind, x.channel, x.sensitivity, x.text, x.token_est,
+           x.importance, x.pinned, x.tags, x.ts, x.embedding_model, x.embedding_dim,
+           -- the query's lexemes it holds: its lexemes, less those that are not the query's
+           tsvector_to_array(ts_delete(x.tsv, tsvector_to_array(ts_delete(x.tsv, $13::text[])))) AS matched,
+           length(x.tsv) AS lexeme_count
+    FROM chunks x WHERE x.tenant_id = $1 AND x.id = best.id LIMIT 1
+) c
+CROSS JOIN LATERAL (
+    SELECT y.refs, y.agent_id, y.text_hash, y.actor FROM events y WHERE y.tenant_id = $1 AND y.id = c.event_id LIMIT 1
+) e
+LEFT JOIN LATERAL (
+    SELECT z.id, z.status, z.superseded_by, z.superseded_at FROM decisions z
+    WHERE z.tenant_id = $1 AND z.event_id = c.event_id LIMIT 1
+) d ON true
 CROSS JOIN (SELECT count(*) AS size FROM (SELECT FROM chunks WHERE tenant_id = $1 AND ts <= $2 LIMIT 20000) AS n) AS corpus;
