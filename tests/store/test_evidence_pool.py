@@ -33,10 +33,11 @@ async def test_a_candidate_holds_its_chunk_event_and_decision(client: Client, db
     )
     event_id = said["events"][0]["id"]
     async with db.transaction("local") as tx:
-        terms, tsquery = await tx.query_terms("who approves deploys for a release, and the budget?")
+        terms, _ = await tx.query_terms("who approves deploys for a release, and the budget?")
         pool = await tx.evidence_pool(
-            END, tsquery, terms, ["ops"], [], None, lexical=10, recent=10, pinned=10, tagged=10, windowed=10
-        )
+            END, terms, ["ops"], [], None, lexical=10, recent=10, pinned=10, tagged=10, windowed=10,
+            corpus_sample=1000, lexical_reach=5000,
+        )  # fmt: skip
         decision = await tx.decisions_by_ids([d for d, *_ in await tx.decisions_of_events([event_id])])
     [candidate] = pool
     assert isinstance(candidate, Candidate)

@@ -41,12 +41,14 @@ HOT_PATH: dict[str, tuple[Any, ...]] = {
     "superseded_decision_events": (["evt_01JABCDEFGHJKMNPQRSTVWXYZ0"], NOW),
     "task_updates_until": (NOW, 500),
     "decisions_matching": (NOW, "budget | token", 200),
-    "evidence_pool": (NOW, "budget | token", 600, 200, 100, ["budget"], 100, [], None, None, 100, ["budget", "token"]),
+    "evidence_pool": (NOW, 600, 200, 100, ["budget"], 100, [], None, None, 100, ["budget", "token"], 20_000, 100_000),
 }
 SEARCHES = {  # query: the SECURITY DEFINER functions that do its searches, their arguments and the index serving each
     "decisions_matching": [("decisions_matching", (NOW, "budget | token", 200), "decisions_tsv")],
     "evidence_pool": [
-        ("chunks_matching", (NOW, "budget | token", 600), "chunks_tsv"),
+        # in a small tenant (since -infinity), and in a large one
+        ("lexical_candidates", (NOW, ["budget", "token"], 600, datetime.min.replace(tzinfo=UTC)), "chunks_tsv"),
+        ("lexical_candidates", (NOW, ["budget", "token"], 600, NOW - timedelta(days=10)), "chunks_tsv"),
         ("chunks_tagged", (NOW, ["budget"], 100), "chunks_tags"),
     ],
 }

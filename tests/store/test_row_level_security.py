@@ -58,6 +58,12 @@ SEARCHES = {  # SECURITY DEFINER (they bypass row-level security): how each is c
         "SELECT id FROM chunks WHERE tsv @@ to_tsquery('english', $1)",
         SEARCH,
     ),
+    "lexical_candidates": (  # since '-infinity': any match of any term (its reach: tests/store/test_lexical_reach.py)
+        "SELECT id FROM lexical_candidates("
+        "'infinity', tsvector_to_array(to_tsvector('english', $1)), 1000, '-infinity')",
+        "SELECT id FROM chunks WHERE tsv @@ websearch_to_tsquery('english', $1)",
+        "refund or bill",
+    ),
     "chunks_tagged": (
         "SELECT id FROM chunks_tagged('infinity', $1::text[], 1000)",
         "SELECT id FROM chunks WHERE tags && $1::text[]",
@@ -69,7 +75,7 @@ SEARCHES = {  # SECURITY DEFINER (they bypass row-level security): how each is c
         SEARCH,
     ),
 }
-SEARCH_FUNCTIONS = tuple(SEARCHES)
+SEARCH_FUNCTIONS = tuple(sorted(SEARCHES))
 
 
 @dataclass
@@ -381,19 +387,19 @@ async def test_search_functions_find_only_their_transactions_tenant(
             terms, tsquery = await tx.query_terms("billing refunds")
             decisions = await tx.decisions_matching(datetime.max.replace(tzinfo=UTC), tsquery, 200)
             pool = await tx.evidence_pool(
-                datetime.max.replace(tzinfo=UTC), tsquery, terms, [], [], None,
-                lexical=100, recent=0, pinned=0, tagged=0, windowed=0,
+                datetime.max.replace(tzinfo=UTC), terms, [], [], None,
+                lexical=100, recent=0, pinned=0, tagged=0, windowed=0, corpus_sample=1000, lexical_reach=5000,
             )  # fmt: skip
             tagged = await tx.evidence_pool(
-                datetime.max.replace(tzinfo=UTC), "", [], TAGS, [], None,
-                lexical=0, recent=0, pinned=0, tagged=100, windowed=0,
+                datetime.max.replace(tzinfo=UTC), [], TAGS, [], None,
+                lexical=0, recent=0, pinned=0, tagged=100, windowed=0, corpus_sample=1000, lexical_reach=5000,
             )  # fmt: skip
         assert found == admitted
         assert all(found.values())
         assert set().union(*found.values()) <= me.ids
         assert not set().union(*found.values()) & other.ids
         assert {d.id for d, _ in decisions} == found["decisions_matching"]
-        assert {c.id for c in pool} == found["chunks_matching"]
+        assert {c.id for c in pool} == found["lexical_candidates"] == found["chunks_matching"]
         assert {c.id for c in tagged} == found["chunks_tagged"]
     async with db.pool.acquire() as conn:
         owners = await conn.fetch(

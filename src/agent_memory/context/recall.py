@@ -70,6 +70,8 @@ POOL_RECENT: Final = 200
 POOL_PINNED: Final = 100
 POOL_TAGGED: Final = 100
 POOL_WINDOW: Final = 100  # the newest chunks inside a time window the query names
+POOL_SAMPLE: Final = 20_000  # chunks counted as the corpus (BM25); a tenant with as many is large:
+POOL_LEXICAL_REACH: Final = 100_000  # its full-text matches of any query word among about its newest 100,000 chunks
 # ... plus at most semantic.NEIGHBOURS (200) found by vector search: 1,300 candidates at most
 MATCHING_DECISIONS: Final = 200
 DELIVERED_HANDOFFS: Final = 5
@@ -199,7 +201,6 @@ async def _retrieve(
     search = await semantic.search(tx, query, horizon) if semantic is not None else OFF
     candidates = await tx.evidence_pool(
         horizon,
-        tsquery,
         terms,
         tags,
         list(search.neighbours),
@@ -209,6 +210,8 @@ async def _retrieve(
         pinned=POOL_PINNED,
         tagged=POOL_TAGGED,
         windowed=POOL_WINDOW,
+        corpus_sample=POOL_SAMPLE,
+        lexical_reach=POOL_LEXICAL_REACH,
     )
     similarity = await semantic.similarities(tx, search, candidates) if semantic is not None else Closeness()
     # only a summary or a fact can be contradicted: without one, nothing to parse (most queries of a chat)

@@ -116,7 +116,8 @@ async def _schema_report(db: Database) -> dict[str, Any]:
         # the search functions (migration 0006) use their indexes only when their owner bypasses row-level security
         unindexed = await conn.fetch(
             "SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
-            " WHERE p.prosecdef AND p.proname IN ('chunks_matching', 'chunks_tagged', 'decisions_matching')"
+            " WHERE p.prosecdef"
+            " AND p.proname IN ('chunks_matching', 'chunks_tagged', 'decisions_matching', 'lexical_candidates')"
             " AND NOT (r.rolsuper OR r.rolbypassrls) ORDER BY 1"
         )
     current = max(applied, default=0)

@@ -904,7 +904,6 @@ class Tx:
     async def evidence_pool(
         self,
         horizon: datetime,
-        tsquery: str,
         terms: Sequence[str],
         tags: Sequence[str],
         semantic_ids: Sequence[str],
@@ -915,14 +914,17 @@ class Tx:
         pinned: int,
         tagged: int,
         windowed: int,
+        corpus_sample: int,
+        lexical_reach: int,
     ) -> list[Candidate]:
-        """The hybrid candidate pool (query ``evidence_pool``): lexical (``tsquery``, over the lexemes ``terms``),
-        recent, pinned, tagged, the semantic neighbours ``semantic_ids`` and the newest chunks inside ``window``."""
+        """The hybrid candidate pool (query ``evidence_pool``): full-text matches of the lexemes ``terms``, recent,
+        pinned, tagged, the semantic neighbours ``semantic_ids`` and the newest chunks inside ``window``. The corpus
+        is counted up to ``corpus_sample`` chunks; in a tenant that has as many, any full-text match is looked for
+        among about the newest ``lexical_reach`` chunks only, and older chunks must match every term."""
         start, end = window if window is not None else (None, None)
         rows = await self._fetch(
             "evidence_pool",
             horizon,
-            tsquery,
             lexical,
             recent,
             pinned,
@@ -933,5 +935,7 @@ class Tx:
             end,
             windowed,
             list(terms),
+            corpus_sample,
+            lexical_reach,
         )
         return [Candidate(*r) for r in rows]  # the query's columns are the fields, in order

@@ -377,30 +377,39 @@ SELECT id, array_send(embedding) AS embedding, array_send(context_embedding) AS 
 WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embedding_dim = $4;
 
 -- name: evidence_pool
--- The bounded candidate pool of hybrid retrieval: the best lexical matches, the most recent, pinned and tagged
--- chunks ($3 to $8), plus the chunks semantic search found ($9, ids) and the newest chunks inside a time window
--- the query names ($10 to $11, up to $12; none when the window is NULL), all made by $2. Each comes with what
--- scoring and filtering need from its event and decision, the model of its vector (NULL: none yet), which of the
--- query's lexemes $13 it holds and how many distinct lexemes it has, and the number of the tenant's chunks made by
--- $2, counted up to 20,000 (BM25 counts document frequencies in the pool, and takes that as the corpus size;
--- beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The lexical
--- matches come from chunks_matching, which can use the GIN index (see decisions_matching). The columns are the
--- fields of rows.Candidate, in its order.
-WITH pool AS (
-    (SELECT m.id, m.rank FROM chunks_matching($2, $3::tsquery, $4) AS m WHERE $3::text <> '')
+-- The bounded candidate pool of hybrid retrieval: the best full-text matches of the query's lexemes $12 (up to $3),
+-- the most recent, pinned and tagged chunks ($4 to $7), plus the chunks semantic search found ($8, ids) and the
+-- newest chunks inside a time window the query names ($9 to $10, up to $11; none when the window is NULL), all made
+-- by $2. Each comes with what scoring and filtering need from its event and decision, the model of its vector (NULL:
+-- none yet), which of the lexemes $12 it holds and how many distinct lexemes it has, and the number of the tenant's
+-- chunks made by $2, counted up to $13 (BM25 counts document frequencies in the pool, and takes that as the corpus
+-- size; beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The
+-- full-text matches come from lexical_candidates, which can use the GIN index (see decisions_matching): in a tenant of
+-- $13 chunks or more, any match only among about the newest $14 chunks (the time those $13 newest span, scaled), and
+-- older chunks only if they match every lexeme. The columns are the fields of rows.Candidate, in its order.
+WITH newest AS MATERIALIZED (
+    SELECT count(*) AS size, max(n.ts) AS latest, min(n.ts) AS oldest
+    FROM (SELECT c.ts FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $13) AS n
+), since AS (
+    SELECT CASE WHEN size < $13 THEN '-infinity'::timestamptz
+                ELSE latest - least((latest - oldest) * ($14::float8 / $13), interval '1000 years') END AS ts
+    FROM newest
+), pool AS (
+    (SELECT m.id, m.rank FROM since, lexical_candidates($2, $12::text[], $3, since.ts) AS m
+     WHERE cardinality($12::text[]) > 0)
     UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $5)
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $4)
     UNION ALL
     (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.pinned AND c.ts <= $2
-     ORDER BY c.ts DESC, c.id DESC LIMIT $6)
+     ORDER BY c.ts DESC, c.id DESC LIMIT $5)
     UNION ALL
-    (SELECT t.id, 0 FROM chunks_tagged($2, $7::text[], $8) AS t)
+    (SELECT t.id, 0 FROM chunks_tagged($2, $6::text[], $7) AS t)
     UNION ALL
-    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.id = ANY($9::text[]) AND c.ts <= $2)
+    (SELECT c.id, 0 FROM chunks c WHERE c.tenant_id = $1 AND c.id = ANY($8::text[]) AND c.ts <= $2)
     UNION ALL
     (SELECT c.id, 0 FROM chunks c
-     WHERE c.tenant_id = $1 AND c.ts >= $10::timestamptz AND c.ts <= least($11::timestamptz, $2)
-     ORDER BY c.ts DESC, c.id DESC LIMIT $12)
+     WHERE c.tenant_id = $1 AND c.ts >= $9::timestamptz AND c.ts <= least($10::timestamptz, $2)
+     ORDER BY c.ts DESC, c.id DESC LIMIT $11)
 ), best AS (
     SELECT id, max(rank) AS rank FROM pool GROUP BY id
 )
@@ -415,7 +424,7 @@ CROSS JOIN LATERAL (
     SELECT x.id, x.event_id, x.seq, x.session_id, x.kind, x.channel, x.sensitivity, x.text, x.token_est,
            x.importance, x.pinned, x.tags, x.ts, x.embedding_model, x.embedding_dim,
            -- the query's lexemes it holds: its lexemes, less those that are not the query's
-           tsvector_to_array(ts_delete(x.tsv, tsvector_to_array(ts_delete(x.tsv, $13::text[])))) AS matched,
+           tsvector_to_array(ts_delete(x.tsv, tsvector_to_array(ts_delete(x.tsv, $12::text[])))) AS matched,
            length(x.tsv) AS lexeme_count
     FROM chunks x WHERE x.tenant_id = $1 AND x.id = best.id LIMIT 1
 ) c
@@ -426,4 +435,4 @@ LEFT JOIN LATERAL (
     SELECT z.id, z.status, z.superseded_by, z.superseded_at FROM decisions z
     WHERE z.tenant_id = $1 AND z.event_id = c.event_id LIMIT 1
 ) d ON true
-CROSS JOIN (SELECT count(*) AS size FROM (SELECT FROM chunks WHERE tenant_id = $1 AND ts <= $2 LIMIT 20000) AS n) AS corpus;
+CROSS JOIN newest AS corpus;

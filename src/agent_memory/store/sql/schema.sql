@@ -391,6 +391,46 @@ AS $$
     LIMIT $3
 $$;
 
+-- Full-text candidates of evidence_pool, at a cost that does not grow with a tenant's whole history: chunks made
+-- since `since` (about the newest 100,000 of a large tenant; '-infinity' for any other) that match any of the terms,
+-- and older ones only if they match every term (two or more). In a large tenant a term in more than 2% of all chunks
+-- (by the table's statistics) finds no chunks by itself, unless every term is one. chunks_matching is what servers
+-- of the previous version call (see migration 0008).
+CREATE FUNCTION lexical_candidates(horizon timestamptz, terms text[], max_rows integer, since timestamptz)
+    RETURNS TABLE (id text, rank real)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+AS $$
+    WITH common AS (
+        SELECT s.lexeme FROM pg_stats p
+        CROSS JOIN LATERAL unnest(p.most_common_elems::text::text[], p.most_common_elem_freqs) AS s (lexeme, share)
+        WHERE (p.schemaname, p.tablename, p.attname) = (
+                  SELECT n.nspname, c.relname, 'tsv' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = 'chunks'::regclass)
+              AND s.lexeme IS NOT NULL AND s.share > 0.02  -- the frequencies end with three that are no lexeme's
+    ), term AS (
+        SELECT quote_literal(t) AS quoted, $4 > '-infinity' AND t IN (SELECT lexeme FROM common) AS common
+        FROM unnest($2) AS t
+    ), query AS MATERIALIZED (
+        SELECT string_agg(quoted, ' | ')::tsquery AS any_term,
+               coalesce(string_agg(quoted, ' | ') FILTER (WHERE NOT common), string_agg(quoted, ' | '))::tsquery
+                   AS searched,
+               CASE WHEN count(*) > 1 THEN string_agg(quoted, ' & ')::tsquery END AS every_term
+        FROM term
+    )
+    SELECT m.id, m.rank FROM (
+        (SELECT c.id, c.ts, ts_rank(c.tsv, q.any_term) AS rank FROM chunks c, query q
+         WHERE c.tenant_id = current_tenant() AND c.ts <= $1 AND c.ts >= $4 AND c.tsv @@ q.searched
+         ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
+        UNION ALL
+        (SELECT c.id, c.ts, ts_rank(c.tsv, q.any_term) AS rank FROM chunks c, query q
+         WHERE q.every_term IS NOT NULL AND c.tenant_id = current_tenant() AND c.ts < $4 AND c.ts <= $1
+               AND c.tsv @@ q.every_term
+         ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
+    ) AS m
+    ORDER BY m.rank DESC, m.ts DESC, m.id DESC
+    LIMIT $3
+$$;
+
 -- The $3 newest chunks made by $1 that carry one of the tags $2. The tagged chunks are found first (the GIN index on
 -- tags), then ordered: planned without the tags' values, the newest-first index would otherwise be walked until
 -- enough of them turn up, which for a rare tag is the tenant's every chunk.
@@ -424,12 +464,16 @@ BEGIN
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
     EXECUTE format('ALTER FUNCTION chunks_tagged(timestamptz, text[], integer) '
                    'SET search_path = pg_catalog, %s, pg_temp', schema);
+    EXECUTE format('ALTER FUNCTION lexical_candidates(timestamptz, text[], integer, timestamptz) '
+                   'SET search_path = pg_catalog, %s, pg_temp', schema);
 END
 $$;
 
 REVOKE ALL ON FUNCTION chunks_matching(timestamptz, tsquery, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION decisions_matching(timestamptz, tsquery, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chunks_tagged(timestamptz, text[], integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION lexical_candidates(timestamptz, text[], integer, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION chunks_matching(timestamptz, tsquery, integer) TO agent_memory_app;
 GRANT EXECUTE ON FUNCTION decisions_matching(timestamptz, tsquery, integer) TO agent_memory_app;
 GRANT EXECUTE ON FUNCTION chunks_tagged(timestamptz, text[], integer) TO agent_memory_app;
+GRANT EXECUTE ON FUNCTION lexical_candidates(timestamptz, text[], integer, timestamptz) TO agent_memory_app;

@@ -1,0 +1,91 @@
+"""How far back full-text search reaches in a large tenant (lexical_candidates, migration 0008).
+
+A tenant with ``corpus_sample`` chunks or more is large: a chunk matching any word of the query is a candidate only
+among about its newest ``lexical_reach`` chunks; an older one must match every word; and a word in more than 2% of
+all chunks finds nothing by itself unless the query has no other. A smaller tenant is searched whole. Here the
+sample is 100 and the reach 250, and the large tenant writes a chunk a day: its newest 100 chunks span 97 days, so
+the search reaches back 2.5 times as far, 243 days (half a day from the nearest chunk either side)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_memory.replay.seed import bulk
+from agent_memory.replay.transcript import Seed
+from agent_memory.store.database import Database
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+LARGE, SMALL = "large", "small"
+
+
+async def _write(db: Database, tenant: str, text: str, days_ago: float, count: int = 1) -> None:
+    """``count`` chunks of ``text`` (``{i}`` numbered), one a day, the newest ``days_ago`` days old."""
+    end = NOW - timedelta(days=days_ago)
+    await bulk(db, tenant, "seeder", Seed(count=count, texts=[text]), end - timedelta(days=count - 1), end)
+
+
+async def _lexical(db: Database, tenant: str, query: str) -> set[str]:
+    """The texts of the full-text candidates for ``query`` (nothing recent, pinned, tagged or windowed added)."""
+    async with db.transaction(tenant) as tx:
+        terms, _ = await tx.query_terms(query)
+        pool = await tx.evidence_pool(
+            NOW, terms, [], [], None, lexical=600, recent=0, pinned=0, tagged=0, windowed=0,
+            corpus_sample=100, lexical_reach=250,
+        )  # fmt: skip
+    return {c.text for c in pool}
+
+
+@pytest.fixture
+async def tenants(db: Database) -> Database:
+    """Both tenants hold an old zebra, an older zebra with a giraffe, a recent giraffe and a deploy note; the large
+    one also 1,000 daily deploy notes (deploy: a word in most chunks) and a recent chunk with deploy and zebra."""
+    for tenant in (LARGE, SMALL):
+        await _write(db, tenant, "A zebra crossed the yard.", days_ago=900)
+        await _write(db, tenant, "A zebra and a giraffe shared the pond.", days_ago=950)
+        await _write(db, tenant, "The giraffe came back.", days_ago=5)
+        await _write(db, tenant, f"The {tenant} team's first deploy.", days_ago=400)
+    await _write(db, LARGE, "Deploy note {i}: rolled out.", days_ago=0.5, count=1000)
+    await _write(db, LARGE, "The deploy woke a zebra.", days_ago=2)
+    async with db.pool.acquire() as conn:
+        await conn.execute("ANALYZE chunks")  # the statistics that tell a common word
+    return db
+
+
+async def test_a_small_tenant_is_searched_whole(tenants: Database) -> None:
+    assert await _lexical(tenants, SMALL, "zebra giraffe") == {
+        "A zebra crossed the yard.",
+        "A zebra and a giraffe shared the pond.",
+        "The giraffe came back.",
+    }
+
+
+async def test_a_large_tenant_reaches_back_only_for_chunks_that_match_every_word(tenants: Database) -> None:
+    """The old chunk with one of the words is left out; the older one with both is found."""
+    assert await _lexical(tenants, LARGE, "zebra giraffe") == {
+        "A zebra and a giraffe shared the pond.",
+        "The giraffe came back.",
+        "The deploy woke a zebra.",
+    }
+
+
+async def test_a_common_word_finds_nothing_by_itself_in_a_large_tenant(tenants: Database) -> None:
+    """Beside a rarer word, the common one finds no deploy note: only the recent chunk with the rarer word (it
+    holds both), since the older ones hold one word each. Alone, the common word searches as any other."""
+    assert await _lexical(tenants, LARGE, "deploy zebra") == {"The deploy woke a zebra."}
+    alone = await _lexical(tenants, LARGE, "deploy")
+    assert len(alone) == 244  # the deploy notes of the last 243 days, and the zebra's
+    assert "The deploy woke a zebra." in alone
+    assert "The large team's first deploy." not in alone  # 400 days old
+
+
+async def test_the_small_tenant_keeps_its_common_words(tenants: Database) -> None:
+    """What is common in the table is searched for in a small tenant all the same."""
+    assert await _lexical(tenants, SMALL, "deploy zebra") == {
+        "A zebra crossed the yard.",
+        "A zebra and a giraffe shared the pond.",
+        "The small team's first deploy.",
+    }
