@@ -6,12 +6,14 @@ the same text), its chunks and their vectors, its artifact and the decision it r
 spliced around it; a forgotten head leaves its predecessor in force again); tasks it changed are replayed from
 the updates that remain. A session also takes its handoff packets; a subject takes the packets that mention it
 and is blanked out of the views; everything takes the views and the API keys too. All of it happens in one
-transaction, every process drops its hot set, and the audit log gets a tombstone with the counts (never the
-subject, nor a hash of it: only its length).
+transaction, which first waits for the tenant's writes in flight and holds new ones until it ends (so that no
+write adds a copy of what is being forgotten, linked to an event it deletes); every process drops its hot set,
+and the audit log gets a tombstone with the counts (never the subject, nor a hash of it: only its length).
 
 Retention (``purge_expired``, run by ``agent-memory retention purge``) forgets a tenant's events older than its
 ``retention_days`` the same way, keeping pinned events, those recording a decision still in force, updates of
-tasks still open and the originals of duplicates recorded since.
+tasks still open and the originals of duplicates recorded since. It does not hold the tenant's writes: a write
+that links a new duplicate to an old event being purged keeps its own, recent copy of the text, as it should.
 
 What this cannot reach: database backups and, until PostgreSQL vacuums them, dead row versions on disk.
 """
@@ -99,6 +101,8 @@ async def forget(
     """Forget ``scope`` (``value`` as ``scope_of`` returned it) in the caller's tenant; see the module docstring."""
     receipt = ForgetReceipt(scope=scope)
     async with db.transaction(caller.tenant) as tx:
+        if scope != "before":  # retention forgets only old events: writes need not wait for it
+            await tx.lock_out_writers()
         await tx.ensure_tenant()
         targets = await _targets(tx, scope, value)
         counts = await _forget_events(tx, targets) if targets else {}

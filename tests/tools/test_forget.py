@@ -7,12 +7,17 @@ import subprocess
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from agent_memory import views
+from agent_memory import ingest, views
+from agent_memory.caller import Caller
+from agent_memory.forget import ForgetReceipt, forget
+from agent_memory.ingest import Limits
+from agent_memory.models import EventIn, EventReceipt
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
@@ -181,3 +186,43 @@ async def test_the_forget_command(database_url: str, db: Database) -> None:
     unconfirmed = run("--everything")
     assert unconfirmed.returncode == 2
     assert "--yes" in unconfirmed.stderr
+
+
+async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: Database) -> None:
+    """A write that stored a duplicate of an event and has not committed yet: the forget of that event waits for
+    it, then sees the duplicate and forgets it too (before, the duplicate outlived the forget, holding its text).
+    A write that starts while the forget runs waits for it, and stores the text anew."""
+    caller = Caller(tenant="local", agent_id="agent-a")
+    text = f"{PERSON} keeps the spare key under the third stone."
+    [original] = (await ingest.remember(db, caller, [EventIn(text=text)], Limits())).events
+    done = anyio.Event()
+    receipts: list[ForgetReceipt] = []
+
+    async def forgetting() -> None:
+        receipts.append(await forget(db, caller, "events", [original.id]))
+        done.set()
+
+    async with anyio.create_task_group() as group:
+        async with db.transaction(caller.tenant) as tx:  # a write in flight
+            [duplicate] = await ingest.store_events(tx, caller, [EventIn(text=text)], Limits())
+            assert duplicate.duplicate_of == original.id
+            group.start_soon(forgetting)
+            await anyio.sleep(0.5)
+            assert not done.is_set()  # the forget waits for the write
+        with anyio.fail_after(10):
+            await done.wait()
+    assert receipts[0].events == 2
+    await nowhere(db, "third stone")
+
+    written: list[EventReceipt] = []
+
+    async def writing() -> None:
+        written.extend((await ingest.remember(db, caller, [EventIn(text=text)], Limits())).events)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as group, db.transaction(caller.tenant) as tx:  # a forget in flight
+            await tx.lock_out_writers()
+            group.start_soon(writing)
+            await anyio.sleep(0.5)
+            assert not written  # the write waits for the forget
+    assert written[0].duplicate_of is None  # its original is gone: the text is stored anew

@@ -715,6 +715,10 @@ class Tx:
     async def set_retention(self, days: int | None) -> None:
         await self._execute("set_retention", days)
 
+    async def lock_out_writers(self) -> None:
+        """Wait for the tenant's writes in flight, and hold new ones until this transaction ends (forget)."""
+        await self._execute("lock_out_writers")
+
     async def existing_events(self, ids: Sequence[str]) -> list[str]:
         return [row["id"] for row in await self._fetch("forget_existing", list(ids))]
 

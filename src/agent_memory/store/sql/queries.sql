@@ -11,9 +11,10 @@ INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
 -- name: lock_text_hashes
 -- Serialises writers of the same texts ($2) so that exactly one becomes the original and the rest link to it: the
 -- locks are taken in one statement, in one global order, so that concurrent calls sharing texts queue instead of
--- deadlocking.
+-- deadlocking. The tenant's forget lock is taken too, shared: a forget (lock_out_writers) waits for the write.
 SELECT count(pg_advisory_xact_lock(hashtextextended($1 || ':' || h, 0)))
-FROM (SELECT DISTINCT h FROM unnest($2::text[]) AS h ORDER BY h) AS sorted;
+FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || ':forget', 0))) AS forget_lock,
+     (SELECT DISTINCT h FROM unnest($2::text[]) AS h ORDER BY h) AS sorted;
 
 -- name: find_originals
 -- For each of the text hashes $2, the original event holding that text (the first recorded), if any.
