@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import anyio
 from _common import memory_of, percentiles, process_tree, processes_with, write_report
@@ -484,7 +484,7 @@ def workload(sizes: list[int], seed: int = 7) -> list[str]:
 
 
 @asynccontextmanager
-async def connected(launch: Launch, log: IO[str]) -> AsyncIterator[Client]:
+async def connected(launch: Launch, log: TextIO) -> AsyncIterator[Client]:
     params = StdioServerParameters(command=launch.command[0], args=launch.command[1:], env=launch.env)
     async with Client(stdio_client(params, errlog=log), read_timeout_seconds=CALL_TIMEOUT) as client:
         yield client
@@ -543,7 +543,7 @@ async def stop_leftovers(marker: str) -> None:
 
 
 async def measure(
-    peer: Peer, launch: Launch, log: IO[str], args: argparse.Namespace, texts: list[str]
+    peer: Peer, launch: Launch, log: TextIO, args: argparse.Namespace, texts: list[str]
 ) -> dict[str, Any]:
     peak = PeakMemory(launch.marker)
     writes: list[float | None] = []  # None: the write failed

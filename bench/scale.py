@@ -131,9 +131,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     sys.stderr.write(f"skipped {size:,}: the tenant already holds {have:,} events\n")
                     continue
                 await top_up(db, have, size, rng)
-                have = size
-                settings = {"embeddings": "false"} if args.no_embeddings else {}
-                async with http_server(dsn, **settings) as server:
+                have = max(have, size)
+                serving = http_server(dsn, embeddings="false") if args.no_embeddings else http_server(dsn)
+                async with serving as server:
                     token = mint(server.jwt_secret, tenant=TENANT, agent="bench", roles=["writer"], ttl=3600)
                     async with (
                         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,

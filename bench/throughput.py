@@ -121,8 +121,10 @@ async def bulk(base: str, secret: str, batches: int, size: int) -> dict[str, Any
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    settings = {"embeddings": "false"} if args.no_embeddings else {}
-    async with database(args.database_url) as dsn, http_server(dsn, **settings) as server:
+    async with (
+        database(args.database_url) as dsn,
+        http_server(dsn, embeddings="false") if args.no_embeddings else http_server(dsn) as server,
+    ):
         return {
             "embeddings": not args.no_embeddings,
             "sustained_remember": await sustained(server.base_url, server.jwt_secret, args.writers, args.duration),
