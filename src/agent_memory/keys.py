@@ -27,7 +27,6 @@ import secrets
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import timedelta
 
 import httpx2
 
@@ -199,7 +198,10 @@ async def verify_signed(
         msg = "bad signature"
         raise KeyRejected(msg)
     async with db.transaction(row.tenant_id) as tx:
-        fresh = await tx.remember_signature(signature, timedelta(seconds=2 * window))
+        timely, fresh = await tx.remember_signature(signature, sent_at, window)
+    if not timely:  # the replica's clock let it pass, the database's (which keeps the signatures seen) does not
+        msg = f"stale signature: the timestamp is more than {window:.0f} s from the database's clock"
+        raise KeyRejected(msg)
     if not fresh:
         msg = "replayed request: this signature was used before"
         raise KeyRejected(msg)

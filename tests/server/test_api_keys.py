@@ -283,3 +283,17 @@ async def test_keys_and_signed_requests_against_a_real_server_process(database_u
             refused = await http.post(server.mcp_url, content=body, headers=signed)
             assert refused.status_code == 401
             assert "revoked" in refused.json()["error_description"]
+
+
+async def test_the_replay_window_is_kept_by_the_databases_clock(db: Database) -> None:
+    """A replica whose clock is off lets a timestamp through that the database's clock finds stale: the signature
+    is refused and not recorded, so the window by which signatures are forgotten cannot be outrun."""
+    now = int(await db.pool.fetchval("SELECT extract(epoch FROM now())::bigint"))
+    async with db.transaction("acme") as tx:
+        await tx.ensure_tenant()
+        assert await tx.remember_signature("v1=early", now - 600, 300) == (False, False)
+        assert await tx.remember_signature("v1=late", now + 600, 300) == (False, False)
+        assert await tx.remember_signature("v1=now", now, 300) == (True, True)
+        assert await tx.remember_signature("v1=now", now, 300) == (True, False)  # a replay
+        seen = await tx._conn.fetchval("SELECT array_agg(signature ORDER BY signature) FROM request_signatures")
+    assert seen == ["v1=now"]

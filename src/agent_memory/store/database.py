@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -833,9 +833,13 @@ class Tx:
         row = await self._fetchrow("revoke_api_key", key_id)
         return None if row is None else to_row(ApiKeyRow, row)
 
-    async def remember_signature(self, signature: str, keep: timedelta) -> bool:
-        """Record a signed request's signature; False when it was seen before (a replay)."""
-        return await self._fetchrow("remember_signature", signature, keep) is not None
+    async def remember_signature(self, signature: str, sent_at: int, window: float) -> tuple[bool, bool]:
+        """Record a signed request's signature, if it was sent (``sent_at``, seconds since the epoch) within
+        ``window`` seconds of the database's clock: (timely, fresh); fresh is False for a signature seen before
+        (a replay)."""
+        row = await self._fetchrow("remember_signature", signature, sent_at, window)
+        assert row is not None  # one row, always
+        return bool(row["timely"]), bool(row["fresh"])
 
     # embeddings (semantic retrieval): see the end of sql/queries.sql
 

@@ -277,14 +277,20 @@ UPDATE api_keys SET last_used_at = now()
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute');
 
 -- name: remember_signature
--- Record signature $2 as seen; no row back means it was seen before: a replay. Signatures older than $3
--- (twice the replay window: a timestamp that old is refused anyway) are forgotten on the way.
+-- Record signature $2, of a request sent at $3 (seconds since the epoch), as seen if that is within $4 seconds of
+-- the database's clock: `timely` says whether it is, `fresh` whether the signature was new (false: a replay).
+-- Signatures seen more than twice the window ago are forgotten on the way: a timestamp that old is refused anyway,
+-- by the same clock (every replica's own clock may be off, the database's is one).
 WITH forgotten AS (
-    DELETE FROM request_signatures WHERE tenant_id = $1 AND seen_at < now() - $3::interval
+    DELETE FROM request_signatures WHERE tenant_id = $1 AND seen_at < now() - 2 * make_interval(secs => $4::float8)
+), clock AS (
+    SELECT abs(extract(epoch FROM now())::float8 - $3::float8) <= $4::float8 AS timely
+), seen AS (
+    INSERT INTO request_signatures (tenant_id, signature) SELECT $1, $2 FROM clock WHERE clock.timely
+    ON CONFLICT (tenant_id, signature) DO NOTHING
+    RETURNING signature
 )
-INSERT INTO request_signatures (tenant_id, signature) VALUES ($1, $2)
-ON CONFLICT (tenant_id, signature) DO NOTHING
-RETURNING signature;
+SELECT clock.timely, EXISTS (SELECT FROM seen) AS fresh FROM clock;
 
 -- name: audit_since
 -- A page of the tenant's audit trail from $2 on, after row $3, oldest first.
