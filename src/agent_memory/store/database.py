@@ -154,6 +154,9 @@ class Database:
         self._pool = pool
         self.dsn = dsn
         self.slow_queries = SlowQueries()
+        # tenants whose row this process has seen committed: never deleted (agent_memory_app may not; `restore`
+        # wants the servers stopped), so a write need not ask for them again (Tx.ensure_tenant)
+        self._known_tenants: set[str] = set()
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 20, run_migrations: bool = True) -> Database:
@@ -373,7 +376,7 @@ class Database:
         try:
             async with self._pool.acquire() as conn, conn.transaction(isolation=isolation, readonly=snapshot):
                 await conn.execute(QUERIES["enter_tenant"], tenant)
-                yield Tx(conn, tenant, self.slow_queries)
+                yield Tx(conn, tenant, self.slow_queries, self._known_tenants)
         except AgentMemoryError:
             raise
         except asyncpg.InsufficientPrivilegeError as exc:
@@ -403,10 +406,17 @@ class Tx:
     """A transaction bound to one tenant. Every query it runs is filtered by that tenant (and row-level security
     would hide any other tenant's rows if it were not)."""
 
-    def __init__(self, conn: asyncpg.Connection, tenant: str, slow: SlowQueries | None = None) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        slow: SlowQueries | None = None,
+        known_tenants: set[str] | None = None,
+    ) -> None:
         self._conn = conn
         self.tenant = tenant
         self._slow = slow or SlowQueries(threshold=float("inf"))
+        self._known_tenants = known_tenants if known_tenants is not None else set()
 
     async def _execute(self, name: str, *args: Any) -> str:
         started = time.perf_counter()
@@ -429,7 +439,13 @@ class Tx:
     # tenants and locks
 
     async def ensure_tenant(self) -> None:
-        await self._execute("ensure_tenant")
+        """Create the tenant's row if it has none. Once this process has seen it exist (committed, not just
+        inserted by this transaction, which may yet roll back), it does not ask again: a round trip saved on
+        every write and audit row."""
+        if self.tenant in self._known_tenants:
+            return
+        if await self._execute("ensure_tenant") == "INSERT 0 0":
+            self._known_tenants.add(self.tenant)
 
     async def lock_text_hashes(self, text_hashes: Iterable[str]) -> None:
         """Take the transaction's locks on these texts (all at once, in one global order)."""

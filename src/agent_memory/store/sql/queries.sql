@@ -6,6 +6,7 @@
 SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.tenant', $1, true);
 
 -- name: ensure_tenant
+-- Creates the tenant's row if it has none; the status says which ("INSERT 0 0": it existed).
 INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
 
 -- name: lock_text_hashes
