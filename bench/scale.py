@@ -144,6 +144,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await db.close()
     sizes = [size for size in sizes if str(size) in results]
+    if not sizes:
+        raise SystemExit(f"nothing measured: the tenant {TENANT!r} already holds more events than every size asked for")
     smallest, largest = str(sizes[0]), str(sizes[-1])
     growth = {
         path: round(results[largest][path]["p95_ms"] / max(results[smallest][path]["p95_ms"], 0.001), 2)

@@ -43,7 +43,7 @@ async def supersede(
     """Replace active decision ``decision_id`` with a new one whose refs include the old decision."""
     if kind_of(decision_id) != "decision":
         raise InvalidInput("decision_id", f"{decision_id!r} is not a decision id", "dec_… as returned by remember")
-    async with db.transaction(caller.tenant) as tx:
+    async with db.transaction(caller.tenant, writes=True) as tx:
         old = await tx.get_decision(decision_id, for_update=True)
         if old is None:
             raise NotFound("decision", decision_id, field="decision_id")

@@ -66,7 +66,7 @@ async def create_handoff(
         kinds.update(result.kinds)
         return result.text
 
-    async with db.transaction(caller.tenant) as tx:
+    async with db.transaction(caller.tenant, writes=True) as tx:
         await tx.ensure_tenant()
         statuses = await tx.decision_statuses(decision_ids)
         references.check_found("decision_ids", decision_ids, statuses, "decision")

@@ -111,7 +111,7 @@ async def remember(
     change is dropped from ``hot`` here and, through NOTIFY, from every other process's hot set."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
-            async with db.transaction(caller.tenant) as tx:
+            async with db.transaction(caller.tenant, writes=True) as tx:
                 receipts = await store_events(tx, caller, events, limits)
                 scopes = changed_scopes(receipts)
                 for scope in scopes:
@@ -139,7 +139,11 @@ def changed_scopes(receipts: Sequence[EventReceipt]) -> list[str]:
 async def store_events(
     tx: Tx, caller: Caller, events: Sequence[EventIn], limits: Limits, *, supersedes: str | None = None
 ) -> list[EventReceipt]:
-    """Validate and store ``events`` inside ``tx``; a decision among them supersedes ``supersedes``."""
+    """Validate and store ``events`` inside ``tx`` (begun as a write: ``Database.transaction(writes=True)``); a
+    decision among them supersedes ``supersedes``."""
+    if not tx.writes:
+        msg = "store_events needs a transaction begun as a write (db.transaction(..., writes=True))"
+        raise RuntimeError(msg)
     if not events:
         raise InvalidInput("events", "no events given", f"1 to {limits.batch_max} events")
     if len(events) > limits.batch_max:

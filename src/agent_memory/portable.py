@@ -60,7 +60,7 @@ async def import_lines(db: Database, tenant: str, lines: Iterable[str]) -> dict[
     if header.get("version") != VERSION:
         raise InvalidInput("version", f"{header.get('version')!r} is not supported", f"{VERSION}")
     counts = dict.fromkeys(PORTABLE, 0)
-    async with db.transaction(tenant) as tx:
+    async with db.transaction(tenant, writes=True) as tx:
         await tx.ensure_tenant()
         if await tx.count_events():
             raise Conflict(f"tenant {tenant!r} already holds events: import only into an empty tenant")

@@ -29,7 +29,7 @@ async def set_view(db: Database, tenant: str, name: str, body: str, updated_by: 
     if len(body) > VIEW_MAX_CHARS:
         raise InvalidInput("body", f"{len(body)} characters", f"at most {VIEW_MAX_CHARS}")
     clean = redact(body).text
-    async with db.transaction(tenant) as tx:
+    async with db.transaction(tenant, writes=True) as tx:
         await tx.ensure_tenant()
         return await tx.set_view(name, clean, estimate_tokens(clean) if clean else 1, updated_by)
 

@@ -2,7 +2,8 @@
 
 A tenant with ``corpus_sample`` chunks or more is large: a chunk matching any word of the query is a candidate only
 among about its newest ``lexical_reach`` chunks; an older one must match every word; and a word in more than 2% of
-all chunks finds nothing by itself unless the query has no other. A smaller tenant is searched whole. Here the
+all chunks finds nothing by itself, and only among the newest chunks when the query has no other. A smaller tenant
+is searched whole. Here the
 sample is 100 and the reach 250, and the large tenant writes a chunk a day: its newest 100 chunks span 97 days, so
 the search reaches back 2.5 times as far, 243 days (half a day from the nearest chunk either side)."""
 
@@ -56,6 +57,7 @@ async def tenants(db: Database) -> Database:
 
 
 async def test_a_small_tenant_is_searched_whole(tenants: Database) -> None:
+    """Old chunks that hold only one of the words are found too."""
     assert await _lexical(tenants, SMALL, "zebra giraffe") == {
         "A zebra crossed the yard.",
         "A zebra and a giraffe shared the pond.",
@@ -70,6 +72,16 @@ async def test_a_large_tenant_reaches_back_only_for_chunks_that_match_every_word
         "The giraffe came back.",
         "The deploy woke a zebra.",
     }
+
+
+async def test_a_single_word_reaches_back_unless_it_is_common(tenants: Database) -> None:
+    """A one-word query matches every word of itself: its old matches are found, unless the word is common."""
+    assert await _lexical(tenants, LARGE, "zebra") == {
+        "A zebra crossed the yard.",
+        "A zebra and a giraffe shared the pond.",
+        "The deploy woke a zebra.",
+    }
+    assert "The large team's first deploy." not in await _lexical(tenants, LARGE, "deploy")
 
 
 async def test_a_common_word_finds_nothing_by_itself_in_a_large_tenant(tenants: Database) -> None:

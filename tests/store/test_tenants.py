@@ -18,13 +18,16 @@ class Abandoned(Exception):
     pass
 
 
-async def _abandoned_write(db: Database) -> None:
+async def _abandoned_write(db: Database, *, twice: bool = False) -> None:
     async with db.transaction("fresh") as tx:
         await tx.ensure_tenant()  # inserts the row, which the rollback takes away again
+        if twice:
+            await tx.ensure_tenant()  # "INSERT 0 0": the row exists, but only in this transaction
         raise Abandoned
 
 
 async def test_a_tenant_created_by_a_write_that_rolled_back_is_created_again(db: Database) -> None:
+    """The rolled-back insert is not taken for a row that exists: the next write creates it."""
     with pytest.raises(Abandoned):
         await _abandoned_write(db)
     async with db.transaction("fresh") as tx:
@@ -35,6 +38,8 @@ async def test_a_tenant_created_by_a_write_that_rolled_back_is_created_again(db:
 
 
 async def test_a_tenant_seen_committed_is_not_asked_for_again(db: Database) -> None:
+    """Once seen, the row is not asked for (so one deleted behind the process's back stays gone), until the
+    process is told to forget what it knows (the NOTIFY a restore sends)."""
     for _ in range(2):  # the first creates the row, the second sees it committed
         async with db.transaction("seen") as tx:
             await tx.ensure_tenant()
@@ -44,3 +49,17 @@ async def test_a_tenant_seen_committed_is_not_asked_for_again(db: Database) -> N
         await tx.ensure_tenant()  # known: no query, so the row stays gone
     async with db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tenants WHERE id = 'seen'") == 0
+    db.forget_known_tenants()
+    async with db.transaction("seen") as tx:
+        await tx.ensure_tenant()
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tenants WHERE id = 'seen'") == 1
+
+
+async def test_a_row_created_earlier_in_the_same_transaction_is_not_taken_for_known(db: Database) -> None:
+    """Asked twice in one transaction that then rolls back, the row is still created by the next write."""
+    with pytest.raises(Abandoned):
+        await _abandoned_write(db, twice=True)
+    async with db.transaction("fresh") as tx:
+        await tx.ensure_tenant()
+        await _audit(tx)

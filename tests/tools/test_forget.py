@@ -188,29 +188,36 @@ async def test_the_forget_command(database_url: str, db: Database) -> None:
     assert "--yes" in unconfirmed.stderr
 
 
+async def _until_a_lock_is_awaited(db: Database) -> None:
+    """Return once some transaction waits for an advisory lock (the tenant's forget lock, here)."""
+    with anyio.fail_after(10):
+        while True:
+            async with db.pool.acquire() as conn:
+                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+                    return
+            await anyio.sleep(0.02)
+
+
 async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: Database) -> None:
     """A write that stored a duplicate of an event and has not committed yet: the forget of that event waits for
     it, then sees the duplicate and forgets it too (before, the duplicate outlived the forget, holding its text).
-    A write that starts while the forget runs waits for it, and stores the text anew."""
+    A write that starts while a forget runs waits for it."""
     caller = Caller(tenant="local", agent_id="agent-a")
     text = f"{PERSON} keeps the spare key under the third stone."
     [original] = (await ingest.remember(db, caller, [EventIn(text=text)], Limits())).events
-    done = anyio.Event()
     receipts: list[ForgetReceipt] = []
 
     async def forgetting() -> None:
         receipts.append(await forget(db, caller, "events", [original.id]))
-        done.set()
 
-    async with anyio.create_task_group() as group:
-        async with db.transaction(caller.tenant) as tx:  # a write in flight
+    with anyio.fail_after(20):
+        # a write in flight (the group outlives it: the forget ends after it commits)
+        async with anyio.create_task_group() as group, db.transaction(caller.tenant, writes=True) as tx:
             [duplicate] = await ingest.store_events(tx, caller, [EventIn(text=text)], Limits())
             assert duplicate.duplicate_of == original.id
             group.start_soon(forgetting)
-            await anyio.sleep(0.5)
-            assert not done.is_set()  # the forget waits for the write
-        with anyio.fail_after(10):
-            await done.wait()
+            await _until_a_lock_is_awaited(db)
+            assert not receipts  # the forget waits for the write
     assert receipts[0].events == 2
     await nowhere(db, "third stone")
 
@@ -223,6 +230,28 @@ async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: 
         async with anyio.create_task_group() as group, db.transaction(caller.tenant) as tx:  # a forget in flight
             await tx.lock_out_writers()
             group.start_soon(writing)
-            await anyio.sleep(0.5)
+            await _until_a_lock_is_awaited(db)
             assert not written  # the write waits for the forget
-    assert written[0].duplicate_of is None  # its original is gone: the text is stored anew
+    assert len(written) == 1
+
+
+async def test_a_forget_and_a_supersede_in_flight_do_not_deadlock(client: Client, db: Database) -> None:
+    """A supersede holds the old decision's row when it stores the new one; a forget of the old one deletes that row.
+    The supersede takes the forget lock before the row, so the forget waits for it, instead of each waiting for the
+    other (PostgreSQL would then abort one)."""
+    caller = Caller(tenant="local", agent_id="agent-a")
+    said = await remember(client, "We deploy on Fridays.", kind="decision")
+    decision_id = said["decision_id"]
+    receipts: list[ForgetReceipt] = []
+
+    async def forgetting() -> None:
+        receipts.append(await forget(db, caller, "events", [said["id"]]))
+
+    with anyio.fail_after(20):
+        # what supersede does, paused between locking the old decision and storing the new one
+        async with anyio.create_task_group() as group, db.transaction(caller.tenant, writes=True) as tx:
+            assert await tx.get_decision(decision_id, for_update=True) is not None
+            group.start_soon(forgetting)
+            await _until_a_lock_is_awaited(db)
+            await ingest.store_events(tx, caller, [EventIn(text="We deploy on Thursdays.")], Limits())
+    assert receipts[0].decisions == 1

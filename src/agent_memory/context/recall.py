@@ -70,9 +70,11 @@ POOL_RECENT: Final = 200
 POOL_PINNED: Final = 100
 POOL_TAGGED: Final = 100
 POOL_WINDOW: Final = 100  # the newest chunks inside a time window the query names
-POOL_SAMPLE: Final = 20_000  # chunks counted as the corpus (BM25); a tenant with as many is large:
-POOL_LEXICAL_REACH: Final = 100_000  # its full-text matches of any query word among about its newest 100,000 chunks
 # ... plus at most semantic.NEIGHBOURS (200) found by vector search: 1,300 candidates at most
+# The corpus (BM25) is counted up to POOL_SAMPLE chunks. A tenant with as many is large: a chunk matching any query
+# word is a full-text candidate only among about its newest POOL_LEXICAL_REACH chunks (evidence_pool).
+POOL_SAMPLE: Final = 20_000
+POOL_LEXICAL_REACH: Final = 100_000
 MATCHING_DECISIONS: Final = 200
 DELIVERED_HANDOFFS: Final = 5
 TASK_UPDATES_REPLAYED: Final = 5_000

@@ -219,6 +219,8 @@ async def _relay_changes(
 async def _apply(runtime: Runtime, bus: TenantBus, tenant_filter: str | None, channel: str, payload: str) -> None:
     if channel == CHANGES_CHANNEL:
         runtime.hot.invalidate_payload(payload)
+        if payload == "*/*":  # notify_everything_changed (a restore, say): tenants may be gone
+            runtime.db.forget_known_tenants()
         return
     tenant, _, name = payload.partition("/")
     runtime.hot.invalidate(tenant, "*")

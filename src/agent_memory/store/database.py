@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import asyncpg
@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 APP_ROLE = "agent_memory_app"  # created by the migrations; see the module docstring
 VIEWS_CHANNEL = "agent_memory_views"
+WRITE_LOCK_TIMEOUT: Final = "30s"  # the longest a write waits for a lock (a forget in progress, say)
 CHANGES_CHANNEL = "agent_memory_changes"
 
 
@@ -154,8 +155,9 @@ class Database:
         self._pool = pool
         self.dsn = dsn
         self.slow_queries = SlowQueries()
-        # tenants whose row this process has seen committed: never deleted (agent_memory_app may not; `restore`
-        # wants the servers stopped), so a write need not ask for them again (Tx.ensure_tenant)
+        # tenants whose row this process has seen committed: a write need not ask for them again (Tx.ensure_tenant).
+        # Tenants are never deleted (agent_memory_app may not); `restore` replaces them all, and says so with the
+        # NOTIFY on which every server calls forget_known_tenants.
         self._known_tenants: set[str] = set()
 
     @classmethod
@@ -219,6 +221,10 @@ class Database:
                 if hit:
                     found.append(table)
         return found
+
+    def forget_known_tenants(self) -> None:
+        """Ask for every tenant's row again (after a restore replaced them)."""
+        self._known_tenants.clear()
 
     async def notify_everything_changed(self) -> None:
         """Every server process drops its whole hot set (a NOTIFY: no tenant, no table)."""
@@ -368,15 +374,20 @@ class Database:
         return conn
 
     @asynccontextmanager
-    async def transaction(self, tenant: str, *, snapshot: bool = False) -> AsyncIterator[Tx]:
+    async def transaction(self, tenant: str, *, snapshot: bool = False, writes: bool = False) -> AsyncIterator[Tx]:
         """One transaction scoped to ``tenant``, as ``agent_memory_app`` under row-level security for ``tenant``:
         everything in it is written, or nothing is. ``snapshot``: read-only, every query seeing the same
-        moment (repeatable read), for reads that span many queries (an export)."""
+        moment (repeatable read), for reads that span many queries (an export). ``writes``: it writes what a
+        forget may delete (events, decisions, handoffs, views), so it waits for a forget in progress and a forget
+        waits for it (query ``enter_tenant_to_write``); it waits at most ``WRITE_LOCK_TIMEOUT`` for any lock."""
         isolation = "repeatable_read" if snapshot else None
         try:
             async with self._pool.acquire() as conn, conn.transaction(isolation=isolation, readonly=snapshot):
-                await conn.execute(QUERIES["enter_tenant"], tenant)
-                yield Tx(conn, tenant, self.slow_queries, self._known_tenants)
+                if writes:
+                    await conn.execute(QUERIES["enter_tenant_to_write"], tenant, WRITE_LOCK_TIMEOUT)
+                else:
+                    await conn.execute(QUERIES["enter_tenant"], tenant)
+                yield Tx(conn, tenant, self.slow_queries, self._known_tenants, writes=writes)
         except AgentMemoryError:
             raise
         except asyncpg.InsufficientPrivilegeError as exc:
@@ -391,6 +402,11 @@ class Database:
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
             raise Retryable(
                 f"the database aborted this write to resolve a conflict with another; retry ({exc})"
+            ) from exc
+        except asyncpg.LockNotAvailableError as exc:
+            raise Retryable(
+                f"the tenant was busy for {WRITE_LOCK_TIMEOUT} (a forget in progress, or writes of the same texts);"
+                " retry"
             ) from exc
         except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
             raise InvalidInput("value", f"rejected by the database: {exc}") from exc
@@ -412,11 +428,15 @@ class Tx:
         tenant: str,
         slow: SlowQueries | None = None,
         known_tenants: set[str] | None = None,
+        *,
+        writes: bool = False,
     ) -> None:
         self._conn = conn
         self.tenant = tenant
+        self.writes = writes  # begun as a write (Database.transaction): a forget waits for it
         self._slow = slow or SlowQueries(threshold=float("inf"))
         self._known_tenants = known_tenants if known_tenants is not None else set()
+        self._created_tenant = False
 
     async def _execute(self, name: str, *args: Any) -> str:
         started = time.perf_counter()
@@ -442,10 +462,12 @@ class Tx:
         """Create the tenant's row if it has none. Once this process has seen it exist (committed, not just
         inserted by this transaction, which may yet roll back), it does not ask again: a round trip saved on
         every write and audit row."""
-        if self.tenant in self._known_tenants:
+        if self.tenant in self._known_tenants or self._created_tenant:
             return
         if await self._execute("ensure_tenant") == "INSERT 0 0":
             self._known_tenants.add(self.tenant)
+        else:
+            self._created_tenant = True  # by this transaction, which may yet roll back: not known
 
     async def lock_text_hashes(self, text_hashes: Iterable[str]) -> None:
         """Take the transaction's locks on these texts (all at once, in one global order)."""

@@ -20,9 +20,9 @@ SELECT id FROM events WHERE tenant_id = $1;
 
 -- name: lock_out_writers
 -- A forget's first statement: the tenant's forget lock, exclusive. It waits for the tenant's writes in flight (each
--- holds the lock shared from lock_text_hashes on) and holds new ones until the forget ends, so that the forget sees
--- every event written before it, and no write links a duplicate to an event it deletes (the duplicate, holding the
--- forgotten text, would outlive it).
+-- holds the lock shared from its first statement, enter_tenant_to_write) and holds new ones until the forget ends,
+-- so that the forget sees everything written before it, and no write links a duplicate to an event it deletes (the
+-- duplicate, holding the forgotten text, would outlive it).
 SELECT pg_advisory_xact_lock(hashtextextended($1 || ':forget', 0));
 
 -- name: forget_existing

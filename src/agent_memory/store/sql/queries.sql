@@ -5,6 +5,14 @@
 -- holds it, as it would not hold a superuser or the owner) with tenant $1, the only tenant whose rows it sees.
 SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.tenant', $1, true);
 
+-- name: enter_tenant_to_write
+-- enter_tenant for a transaction that writes what a forget may delete (events, decisions, handoffs, views). It also
+-- takes the tenant's forget lock, shared, before anything else: a forget in progress (lock_out_writers, exclusive)
+-- holds the write until it ends, and a forget waits for the writes in flight. Taken first, while the transaction
+-- holds no other lock, it cannot close a cycle of waits. lock_timeout bounds the wait (and every later one).
+SELECT set_config('role', 'agent_memory_app', true), set_config('agent_memory.tenant', $1, true),
+       set_config('lock_timeout', $2, true), pg_advisory_xact_lock_shared(hashtextextended($1 || ':forget', 0));
+
 -- name: ensure_tenant
 -- Creates the tenant's row if it has none; the status says which ("INSERT 0 0": it existed).
 INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
@@ -12,10 +20,9 @@ INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING;
 -- name: lock_text_hashes
 -- Serialises writers of the same texts ($2) so that exactly one becomes the original and the rest link to it: the
 -- locks are taken in one statement, in one global order, so that concurrent calls sharing texts queue instead of
--- deadlocking. The tenant's forget lock is taken too, shared: a forget (lock_out_writers) waits for the write.
+-- deadlocking.
 SELECT count(pg_advisory_xact_lock(hashtextextended($1 || ':' || h, 0)))
-FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || ':forget', 0))) AS forget_lock,
-     (SELECT DISTINCT h FROM unnest($2::text[]) AS h ORDER BY h) AS sorted;
+FROM (SELECT DISTINCT h FROM unnest($2::text[]) AS h ORDER BY h) AS sorted;
 
 -- name: find_originals
 -- For each of the text hashes $2, the original event holding that text (the first recorded), if any.

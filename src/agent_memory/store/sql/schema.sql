@@ -393,9 +393,9 @@ $$;
 
 -- Full-text candidates of evidence_pool, at a cost that does not grow with a tenant's whole history: chunks made
 -- since `since` (about the newest 100,000 of a large tenant; '-infinity' for any other) that match any of the terms,
--- and older ones only if they match every term (two or more). In a large tenant a term in more than 2% of all chunks
--- (by the table's statistics) finds no chunks by itself, unless every term is one. chunks_matching is what servers
--- of the previous version call (see migration 0008).
+-- and older ones only if they match every term. In a large tenant a term in more than 2% of all chunks (by the
+-- table's statistics, which all tenants share) finds no chunks by itself, and a query of only such terms searches
+-- only the newest chunks. chunks_matching is what servers of the previous version call (see migration 0008).
 CREATE FUNCTION lexical_candidates(horizon timestamptz, terms text[], max_rows integer, since timestamptz)
     RETURNS TABLE (id text, rank real)
     LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
@@ -414,7 +414,7 @@ AS $$
         SELECT string_agg(quoted, ' | ')::tsquery AS any_term,
                coalesce(string_agg(quoted, ' | ') FILTER (WHERE NOT common), string_agg(quoted, ' | '))::tsquery
                    AS searched,
-               CASE WHEN count(*) > 1 THEN string_agg(quoted, ' & ')::tsquery END AS every_term
+               CASE WHEN NOT bool_and(common) THEN string_agg(quoted, ' & ')::tsquery END AS every_term
         FROM term
     )
     SELECT m.id, m.rank FROM (
@@ -423,7 +423,8 @@ AS $$
          ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
         UNION ALL
         (SELECT c.id, c.ts, ts_rank(c.tsv, q.any_term) AS rank FROM chunks c, query q
-         WHERE q.every_term IS NOT NULL AND c.tenant_id = current_tenant() AND c.ts < $4 AND c.ts <= $1
+         WHERE $4 > '-infinity' AND q.every_term IS NOT NULL AND c.tenant_id = current_tenant() AND c.ts < $4
+               AND c.ts <= $1
                AND c.tsv @@ q.every_term
          ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
     ) AS m

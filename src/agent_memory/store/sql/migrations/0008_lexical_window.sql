@@ -4,10 +4,12 @@
 -- lexical_candidates bounds that work while keeping what ranks best:
 --   - chunks made since `since` (evidence_pool passes about the newest 100,000 chunks of a large tenant, and
 --     '-infinity' for any other) that match any of the terms, ranked as chunks_matching ranks them;
---   - older chunks only if they match every term (two or more; the GIN index intersects the terms' matches itself);
---   - in a large tenant, a term in more than 2% of all chunks (by the table's statistics: none before ANALYZE) finds
---     no chunks by itself: its matches are many, each weighs little in BM25 (recall ranks the pool again), and the
---     other terms still find the chunks that hold it as well. A query of only such terms searches with all of them.
+--   - older chunks only if they match every term (the GIN index intersects the terms' matches itself), and not at all
+--     for a query of only common terms (below);
+--   - in a large tenant, a term in more than 2% of all chunks (by the table's statistics, which all tenants share:
+--     none before ANALYZE, and none for an owner that row-level security holds) finds no chunks by itself: its
+--     matches are many, each weighs little in BM25 (recall ranks the pool again), and the other terms still find the
+--     chunks that hold it as well. A query of only such terms searches the newest chunks with all of them.
 -- Semantic search still covers the whole history. chunks_matching stays for servers of the previous version during a
 -- rolling upgrade; a later migration drops it. Security as for chunks_matching (0006): it keeps to the transaction's
 -- tenant itself, its search_path is pinned, and only agent_memory_app may run it.
@@ -29,7 +31,7 @@ AS $$
         SELECT string_agg(quoted, ' | ')::tsquery AS any_term,
                coalesce(string_agg(quoted, ' | ') FILTER (WHERE NOT common), string_agg(quoted, ' | '))::tsquery
                    AS searched,
-               CASE WHEN count(*) > 1 THEN string_agg(quoted, ' & ')::tsquery END AS every_term
+               CASE WHEN NOT bool_and(common) THEN string_agg(quoted, ' & ')::tsquery END AS every_term
         FROM term
     )
     SELECT m.id, m.rank FROM (
@@ -38,7 +40,8 @@ AS $$
          ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
         UNION ALL
         (SELECT c.id, c.ts, ts_rank(c.tsv, q.any_term) AS rank FROM chunks c, query q
-         WHERE q.every_term IS NOT NULL AND c.tenant_id = current_tenant() AND c.ts < $4 AND c.ts <= $1
+         WHERE $4 > '-infinity' AND q.every_term IS NOT NULL AND c.tenant_id = current_tenant() AND c.ts < $4
+               AND c.ts <= $1
                AND c.tsv @@ q.every_term
          ORDER BY rank DESC, c.ts DESC, c.id DESC LIMIT $3)
     ) AS m
