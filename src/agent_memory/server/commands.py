@@ -110,16 +110,8 @@ _UNINDEXED_SEARCH = "full-text search reads whole tenants: give its functions a 
 
 async def _schema_report(db: Database) -> dict[str, Any]:
     applied, expected = await db.schema_status()
-    async with db.pool.acquire() as conn:
-        server_version = await conn.fetchval("SHOW server_version")
-        has_vector = await conn.fetchval("SELECT count(*) > 0 FROM pg_extension WHERE extname = 'vector'")
-        # the search functions (migration 0006) use their indexes only when their owner bypasses row-level security
-        unindexed = await conn.fetch(
-            "SELECT p.proname FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
-            " WHERE p.prosecdef"
-            " AND p.proname IN ('chunks_matching', 'chunks_tagged', 'decisions_matching', 'lexical_candidates')"
-            " AND NOT (r.rolsuper OR r.rolbypassrls) ORDER BY 1"
-        )
+    # the search functions use their indexes only when their owner bypasses row-level security
+    server_version, has_vector, unindexed = await db.server_report()
     current = max(applied, default=0)
     return {
         "ok": current == expected,

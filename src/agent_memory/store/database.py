@@ -50,8 +50,8 @@ log = structlog.get_logger(__name__)
 
 APP_ROLE = "agent_memory_app"  # created by the migrations; see the module docstring
 VIEWS_CHANNEL = "agent_memory_views"
-WRITE_LOCK_TIMEOUT: Final = "30s"  # the longest a write waits for a lock (a forget in progress, say)
 CHANGES_CHANNEL = "agent_memory_changes"
+WRITE_LOCK_TIMEOUT: Final = "30s"  # the longest a write waits for a lock (a forget in progress, say)
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -205,6 +205,13 @@ class Database:
                 )
                 raise Forbidden(msg)
             yield conn
+
+    async def server_report(self) -> tuple[str, bool, list[str]]:
+        """(the server's version, whether pgvector is installed, the search functions whose owner row-level
+        security holds): query ``server_report``."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(QUERIES["server_report"])
+        return str(row["server_version"]), bool(row["pgvector"]), list(row["unindexed_search"])
 
     async def schema_status(self) -> tuple[list[int], int]:
         """(applied versions, the version this package expects)."""

@@ -195,3 +195,15 @@ SELECT EXISTS (
     SELECT 1 FROM {table} t, jsonb_path_query(to_jsonb(t), 'strict $.**') AS v (value)
     WHERE jsonb_typeof(v.value) NOT IN ('object', 'array') AND strpos(v.value #>> '{}', $1) > 0
 );
+
+-- name: server_report
+-- What `doctor` reports of the database server: its version, whether pgvector is installed, and the search
+-- functions (migrations 0006 and 0008) whose owner row-level security holds: they then read whole tenants instead of
+-- using their indexes (docs/deploy.md). No $1.
+SELECT current_setting('server_version') AS server_version,
+       EXISTS (SELECT FROM pg_extension WHERE extname = 'vector') AS pgvector,
+       array(SELECT p.proname::text FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+             WHERE p.prosecdef
+               AND p.proname IN ('chunks_matching', 'chunks_tagged', 'decisions_matching', 'lexical_candidates')
+               AND NOT (r.rolsuper OR r.rolbypassrls)
+             ORDER BY 1) AS unindexed_search;
