@@ -17,7 +17,7 @@ from agent_memory import views
 from agent_memory.runtime import Runtime, local_identity
 from agent_memory.server.app import Backoff, build_server
 from agent_memory.settings import Settings
-from agent_memory.store.database import Database
+from agent_memory.store.database import VIEWS_CHANNEL, Database
 from tests.helpers import call
 from tests.store.test_listen import listening_backends
 
@@ -77,8 +77,9 @@ async def test_a_killed_listen_connection_is_replaced_and_changes_still_arrive(
     db: Database, settings: Settings
 ) -> None:
     """The LISTEN backend is terminated (as a database restart or a proxy would): a warning is logged, the
-    relay reconnects and logs it, the hot set starts empty, and a view changed afterwards by another connection
-    still reaches the hot set (the next "continue" recall shows it) and the view's listeners."""
+    relay reconnects and logs it, the hot set starts empty (and tenants are asked for again), and a view changed
+    afterwards by another connection still reaches the hot set (the next "continue" recall shows it) and the view's
+    listeners."""
     await views.set_view(db, "local", "rules", "Old rule: cite sources.", "test")
     logged = Logged()
     with capture_logs([logged]) as logs:
@@ -89,6 +90,7 @@ async def test_a_killed_listen_connection_is_replaced_and_changes_still_arrive(
             await _terminate(db, old)
             await logged.seen(REESTABLISHED)
             assert not runtime.hot.suspended
+            assert "local" not in db._known_tenants  # a restore's notice may have gone unheard meanwhile
             assert old not in await listening_backends(db)
             after = await _continue(client)
             assert after["provenance"]["path"] != "fast", "the hot set outlived a gap in which changes were missed"
@@ -141,3 +143,23 @@ async def test_while_the_database_refuses_connections_the_relay_retries_and_the_
     waits = [e["retry_in"] for e in retries]
     assert waits == sorted(waits)
     assert max(waits) <= FAST_RECONNECT.most
+
+
+async def test_after_a_restore_notice_a_write_creates_its_tenant_again(db: Database, settings: Settings) -> None:
+    """The server stops asking for a tenant's row once it has seen it; `restore` may take that row away, and says
+    so (everything changed). The next write then creates the row again instead of failing for the lack of it."""
+    async with _served(db, settings) as (client, _):
+        await call(client, "remember", text="Before the restore.")
+        assert "local" in db._known_tenants
+        async with db.pool.acquire() as conn:
+            await conn.execute("DELETE FROM tenants WHERE id = 'local'")  # as a restore of an older backup would
+        async with client.listen(resource_subscriptions=["memory://rules"]) as subscription:
+            await db.notify_everything_changed()
+            async with db.pool.acquire() as conn:  # a view's notice, relayed after the first one
+                await conn.execute("SELECT pg_notify($1, 'local/rules')", VIEWS_CHANNEL)
+            with anyio.fail_after(10):
+                await subscription.__anext__()
+        assert "local" not in db._known_tenants
+        await call(client, "remember", text="After the restore.")
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = 'local'") == 1

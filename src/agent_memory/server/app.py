@@ -45,7 +45,7 @@ from agent_memory.caller import Caller
 from agent_memory.embeddings.worker import run_embedder
 from agent_memory.errors import AgentMemoryError, Unavailable
 from agent_memory.runtime import Runtime
-from agent_memory.store.database import CHANGES_CHANNEL, VIEWS_CHANNEL
+from agent_memory.store.database import CHANGES_CHANNEL, EVERYTHING_CHANGED, VIEWS_CHANNEL
 from agent_memory.tools._shared import run_guarded
 from agent_memory.vocabulary import VIEW_NAMES
 
@@ -190,8 +190,9 @@ async def _relay_changes(
     while True:
         try:
             async with runtime.db.listen(VIEWS_CHANNEL, CHANGES_CHANNEL) as notifications:
-                if ready.is_set():
+                if ready.is_set():  # whatever changed meanwhile went unheard
                     runtime.hot.resume()
+                    runtime.db.forget_known_tenants()
                     log.info("LISTEN connection re-established; the hot set starts empty", attempts=attempt)
                 ready.set()
                 delay, attempt = reconnect.first, 0
@@ -219,7 +220,7 @@ async def _relay_changes(
 async def _apply(runtime: Runtime, bus: TenantBus, tenant_filter: str | None, channel: str, payload: str) -> None:
     if channel == CHANGES_CHANNEL:
         runtime.hot.invalidate_payload(payload)
-        if payload == "*/*":  # notify_everything_changed (a restore, say): tenants may be gone
+        if payload == EVERYTHING_CHANGED:  # a restore, say: tenants may be gone
             runtime.db.forget_known_tenants()
         return
     tenant, _, name = payload.partition("/")

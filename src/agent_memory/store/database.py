@@ -51,6 +51,7 @@ log = structlog.get_logger(__name__)
 APP_ROLE = "agent_memory_app"  # created by the migrations; see the module docstring
 VIEWS_CHANNEL = "agent_memory_views"
 CHANGES_CHANNEL = "agent_memory_changes"
+EVERYTHING_CHANGED = "*/*"  # the CHANGES_CHANNEL payload of notify_everything_changed (no tenant, no table)
 WRITE_LOCK_TIMEOUT: Final = "30s"  # the longest a write waits for a lock (a forget in progress, say)
 
 
@@ -157,7 +158,8 @@ class Database:
         self.slow_queries = SlowQueries()
         # tenants whose row this process has seen committed: a write need not ask for them again (Tx.ensure_tenant).
         # Tenants are never deleted (agent_memory_app may not); `restore` replaces them all, and says so with the
-        # NOTIFY on which every server calls forget_known_tenants.
+        # NOTIFY on which every server calls forget_known_tenants (as it does when its LISTEN connection is back,
+        # having perhaps missed that NOTIFY).
         self._known_tenants: set[str] = set()
 
     @classmethod
