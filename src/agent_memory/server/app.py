@@ -38,6 +38,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 from mcp.shared.exceptions import MCPError
+from mcp.types import Tool
 
 from agent_memory import __version__, resources, tools
 from agent_memory.access import require
@@ -45,6 +46,7 @@ from agent_memory.caller import Caller
 from agent_memory.embeddings.worker import run_embedder
 from agent_memory.errors import AgentMemoryError, Unavailable
 from agent_memory.runtime import Runtime
+from agent_memory.server.schemas import compact
 from agent_memory.store.database import CHANGES_CHANNEL, EVERYTHING_CHANGED, VIEWS_CHANNEL
 from agent_memory.tools._shared import run_guarded
 from agent_memory.vocabulary import VIEW_NAMES
@@ -95,7 +97,7 @@ def build_server(
             finally:
                 group.cancel_scope.cancel()
 
-    server: MCPServer = MCPServer(
+    server: MCPServer = MemoryServer(
         name="agent-memory",
         title="agent-memory",
         version=__version__,
@@ -108,6 +110,18 @@ def build_server(
     tools.register_all(server, runtime)
     resources.register_all(server, runtime, run_guarded)
     return server
+
+
+class MemoryServer(MCPServer):
+    """The SDK's server, listing each tool's output schema compacted (``schemas.compact``): clients check every
+    result against it, and without references to resolve they check a recall's bundle a quarter faster."""
+
+    async def list_tools(self) -> list[Tool]:
+        listed = await super().list_tools()
+        return [
+            t if t.output_schema is None else t.model_copy(update={"output_schema": compact(t.output_schema)})
+            for t in listed
+        ]
 
 
 class TenantBus:
