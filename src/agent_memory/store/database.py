@@ -70,6 +70,34 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """A connection of the pool that knows whether it must be reset when released. A tenant transaction that
+    ended (``Database.transaction``) leaves nothing behind: its role, tenant, settings and advisory locks are all
+    the transaction's own (``SET LOCAL``, ``pg_advisory_xact_lock``). So after one the pool skips asyncpg's reset
+    query (a round trip: ``RESET ALL``, ``UNLISTEN *``, ``pg_advisory_unlock_all()``, ``CLOSE ALL``); after
+    anything else (migrations, maintenance, a transaction that failed) it still runs it."""
+
+    __slots__ = ("_clean",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clean = False
+
+    def mark_clean(self) -> None:
+        """Only a tenant transaction, now ended, used the connection since it was acquired."""
+        self._clean = True
+
+    async def reset_for_pool(self) -> None:
+        """``create_pool(reset=...)``: asyncpg has already rolled back any open transaction."""
+        clean, self._clean = self._clean, False
+        if not clean:
+            await self.execute(self.get_reset_query())
+
+
+async def _reset_connection(conn: PooledConnection) -> None:
+    await conn.reset_for_pool()
+
+
 PORTABLE = ("events", "artifacts", "chunks", "decisions", "tasks", "handoffs", "views")  # export order
 
 TABLES = (
@@ -173,7 +201,12 @@ class Database:
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
-                dsn, min_size=min(min_size, max_size), max_size=max_size, init=_init_connection
+                dsn,
+                min_size=min(min_size, max_size),
+                max_size=max_size,
+                init=_init_connection,
+                reset=_reset_connection,
+                connection_class=PooledConnection,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             msg = f"cannot reach the database: {exc.__class__.__name__}: {exc}"
@@ -391,12 +424,14 @@ class Database:
         waits for it (query ``enter_tenant_to_write``); it waits at most ``WRITE_LOCK_TIMEOUT`` for any lock."""
         isolation = "repeatable_read" if snapshot else None
         try:
-            async with self._pool.acquire() as conn, conn.transaction(isolation=isolation, readonly=snapshot):
-                if writes:
-                    await conn.execute(QUERIES["enter_tenant_to_write"], tenant, WRITE_LOCK_TIMEOUT)
-                else:
-                    await conn.execute(QUERIES["enter_tenant"], tenant)
-                yield Tx(conn, tenant, self.slow_queries, self._known_tenants, writes=writes)
+            async with self._pool.acquire() as conn:
+                async with conn.transaction(isolation=isolation, readonly=snapshot):
+                    if writes:
+                        await conn.execute(QUERIES["enter_tenant_to_write"], tenant, WRITE_LOCK_TIMEOUT)
+                    else:
+                        await conn.execute(QUERIES["enter_tenant"], tenant)
+                    yield Tx(conn, tenant, self.slow_queries, self._known_tenants, writes=writes)
+                conn.mark_clean()  # committed: nothing of it outlives the transaction
         except AgentMemoryError:
             raise
         except asyncpg.InsufficientPrivilegeError as exc:
