@@ -1,13 +1,17 @@
-"""The audit trail's export (JSON lines, from a time on) and retention (purge), from the command line."""
+"""The audit trail: its rows written by group commit, its export (JSON lines, from a time on) and retention (purge)
+from the command line."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 from mcp import Client
 
+from agent_memory import audit
+from agent_memory.caller import Caller
 from agent_memory.store.database import Database
 from tests.helpers import call, run_cli
 
@@ -73,3 +77,34 @@ async def test_purge_deletes_rows_older_than_the_retention(database_url: str, db
     flag = run_cli(database_url, "audit", "purge", "--older-than-days", "-3")
     assert flag.returncode == 1
     assert "--older-than-days" in flag.stderr
+
+
+async def test_rows_of_calls_ending_together_are_committed_together(db: Database) -> None:
+    """Group commit: forty calls ending at once, in two tenants, each get their row, committed when ``record``
+    returns, in far fewer transactions than rows, whatever their tenants; a call ending alone has its row written
+    at once, by itself."""
+    written: list[int] = []
+
+    async def one(tenant: str, index: int) -> None:
+        await audit.record(
+            db, Caller(tenant=tenant, agent_id="a"), "test", success=True, latency_ms=1.0, request_id=str(index)
+        )
+        async with db.pool.acquire() as conn:  # committed: another connection sees it
+            assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE request_id = $1", str(index)) == 1
+        written.append(index)
+
+    async with anyio.create_task_group() as group:
+        for index in range(40):
+            group.start_soon(one, ("acme", "globex")[index % 2], index)
+    assert sorted(written) == list(range(40))
+    await one("acme", 40)
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT tenant_id, request_id, xmin::text AS tx FROM audit_log ORDER BY id")
+    assert len(rows) == 41
+    for tenant, indexes in (("acme", range(0, 41, 2)), ("globex", range(1, 40, 2))):
+        assert sorted(int(r["request_id"]) for r in rows if r["tenant_id"] == tenant) == list(indexes)
+    transactions = {r["tx"] for r in rows}
+    assert len(transactions) < 20  # one per row would be 41
+    # one transaction holds rows of both tenants, each inserted as its own (row-level security checked them)
+    assert any({r["tenant_id"] for r in rows if r["tx"] == tx} == {"acme", "globex"} for tx in transactions)
+    assert {r["tx"] for r in rows if r["request_id"] == "40"}.isdisjoint({r["tx"] for r in rows[:-1]})

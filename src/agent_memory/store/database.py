@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,6 +160,19 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
         await conn.close(timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         conn.terminate()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit trail, less its tenant and time (``Tx.audit_many``)."""
+
+    principal: str
+    action: str
+    resource_ids: Sequence[str]
+    success: bool
+    latency_ms: float | None
+    request_id: str | None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -414,6 +427,21 @@ class Database:
                 await _close_quietly(conn)
                 raise Unavailable(f"cannot LISTEN: {exc.__class__.__name__}: {exc}") from exc
         return conn
+
+    async def append_audit(self, entries: Mapping[str, Sequence[AuditEntry]]) -> None:
+        """Append the audit rows of several tenants (tenant → its rows, in order) in one transaction, one commit:
+        the group commit of ``audit.AuditTrail``. Each tenant's rows are inserted as that tenant (row-level security
+        checks them; query ``enter_tenant`` again for each), after its row if it has none."""
+        if not entries:
+            return
+        first, *others = entries
+        async with self.transaction(first) as tx:
+            for tenant in [first, *others]:
+                if tenant != first:
+                    await tx._conn.execute(QUERIES["enter_tenant"], tenant)
+                as_tenant = Tx(tx._conn, tenant, self.slow_queries, self._known_tenants)
+                await as_tenant.ensure_tenant()
+                await as_tenant.audit_many(entries[tenant])
 
     @asynccontextmanager
     async def transaction(self, tenant: str, *, snapshot: bool = False, writes: bool = False) -> AsyncIterator[Tx]:
@@ -894,6 +922,27 @@ class Tx:
             request_id,
             detail or {},
         )
+
+    async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Append ``entries`` in one round trip (asyncpg pipelines the rows of ``executemany``)."""
+        started = time.perf_counter()
+        await self._conn.executemany(
+            QUERIES["insert_audit"],
+            [
+                (
+                    self.tenant,
+                    e.principal,
+                    e.action,
+                    list(e.resource_ids),
+                    e.success,
+                    e.latency_ms,
+                    e.request_id,
+                    e.detail or {},
+                )
+                for e in entries
+            ],
+        )
+        self._slow.observe("insert_audit", time.perf_counter() - started)
 
     async def audit_since(self, since: datetime, after_id: int, limit: int) -> list[AuditRow]:
         """A page of this tenant's audit trail from ``since`` on, after row ``after_id``, oldest first."""
