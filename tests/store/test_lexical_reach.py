@@ -15,7 +15,8 @@ import pytest
 
 from agent_memory.replay.seed import bulk
 from agent_memory.replay.transcript import Seed
-from agent_memory.store.database import Database
+from agent_memory.store.database import Database, ReachMemo
+from agent_memory.store.rows import Candidate
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +102,46 @@ async def test_the_small_tenant_keeps_its_common_words(tenants: Database) -> Non
         "A zebra and a giraffe shared the pond.",
         "The small team's first deploy.",
     }
+
+
+async def _pool(db: Database, tenant: str, query: str) -> list[Candidate]:
+    async with db.transaction(tenant) as tx:
+        terms, _ = await tx.query_terms(query)
+        return await tx.evidence_pool(
+            NOW, terms, [], [], None, lexical=600, recent=0, pinned=0, tagged=0, windowed=0,
+            corpus_sample=100, lexical_reach=250,
+        )  # fmt: skip
+
+
+async def test_a_large_tenants_reach_is_remembered_for_a_while(
+    tenants: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a large tenant's search begins to reach is counted once, then remembered (ReachMemo): the next
+    recalls search from there without counting the newest chunks again; a small tenant is counted every time.
+    A forget, a restore and the memo's age each make it count again."""
+    key = (LARGE, NOW, 100, 250)
+    first = await _pool(tenants, LARGE, "zebra giraffe")
+    since = first[0].lexical_since
+    assert since is not None
+    assert NOW - timedelta(days=245) < since < NOW - timedelta(days=240)  # 2.5 times the 97 days (module doc)
+    assert tenants._reach.get(key) == since
+    await _pool(tenants, SMALL, "zebra giraffe")
+    assert tenants._reach.get((SMALL, NOW, 100, 250)) is None
+
+    # the query searches from where it is told: told the reach began 1,000 days ago, it finds the old zebra
+    tenants._reach.put(key, NOW - timedelta(days=1000))
+    told = await _pool(tenants, LARGE, "zebra giraffe")
+    assert "A zebra crossed the yard." in {c.text for c in told}
+    assert {(c.lexical_since, c.corpus_size) for c in told} == {(NOW - timedelta(days=1000), 100)}
+
+    async with tenants.transaction(LARGE) as tx:
+        await tx.lock_out_writers()  # what a forget does first
+    assert tenants._reach.get(key) is None
+    assert [c.text for c in await _pool(tenants, LARGE, "zebra giraffe")] == [c.text for c in first]
+    tenants.forget_known_tenants()  # after a restore
+    assert tenants._reach.get(key) is None
+
+    await _pool(tenants, LARGE, "zebra")
+    assert tenants._reach.get(key) == since
+    monkeypatch.setattr(ReachMemo, "SECONDS", 0.0)
+    assert tenants._reach.get(key) is None  # too old: counted again

@@ -41,7 +41,22 @@ HOT_PATH: dict[str, tuple[Any, ...]] = {
     "superseded_decision_events": (["evt_01JABCDEFGHJKMNPQRSTVWXYZ0"], NOW),
     "task_updates_until": (NOW, 500),
     "decisions_matching": (NOW, "budget | token", 200),
-    "evidence_pool": (NOW, 600, 200, 100, ["budget"], 100, [], None, None, 100, ["budget", "token"], 20_000, 100_000),
+    "evidence_pool": (
+        NOW,
+        600,
+        200,
+        100,
+        ["budget"],
+        100,
+        [],
+        None,
+        None,
+        100,
+        ["budget", "token"],
+        20_000,
+        100_000,
+        None,
+    ),
 }
 SEARCHES = {  # query: the SECURITY DEFINER functions that do its searches, their arguments, the index serving each
     # and how many of its searches that index serves

@@ -175,6 +175,38 @@ class AuditEntry:
     detail: dict[str, Any] | None = None
 
 
+class ReachMemo:
+    """Where each large tenant's full-text search began to reach (query ``evidence_pool``, column
+    ``lexical_since``), for ``SECONDS`` after it was counted: finding it means reading the tenant's newest 20,000
+    chunks (about 4 ms), and it moves only as fast as the tenant writes, while the search reaches back five times
+    the time those chunks span. Kept for a large tenant only, whose corpus size is the sample's and does not move;
+    a smaller one is counted on every recall. Keyed by tenant, horizon, sample and reach; ``MOST`` keys at most."""
+
+    SECONDS: Final = 60.0
+    MOST: Final = 10_000
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, datetime, int, int], tuple[datetime, float]] = {}
+
+    def get(self, key: tuple[str, datetime, int, int]) -> datetime | None:
+        found = self._since.get(key)
+        if found is None or time.monotonic() - found[1] > self.SECONDS:
+            return None
+        return found[0]
+
+    def put(self, key: tuple[str, datetime, int, int], since: datetime) -> None:
+        if len(self._since) >= self.MOST:
+            self._since.clear()
+        self._since[key] = (since, time.monotonic())
+
+    def forget(self, tenant: str) -> None:
+        for key in [k for k in self._since if k[0] == tenant]:
+            del self._since[key]
+
+    def clear(self) -> None:
+        self._since.clear()
+
+
 @dataclass
 class SlowQueries:
     """Named queries slower than ``threshold`` seconds are logged (a warning with the name and duration) and
@@ -202,6 +234,8 @@ class Database:
         # NOTIFY on which every server calls forget_known_tenants (as it does when its LISTEN connection is back,
         # having perhaps missed that NOTIFY).
         self._known_tenants: set[str] = set()
+        # where a large tenant's full-text search began to reach (Tx.evidence_pool), as recently counted
+        self._reach = ReachMemo()
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 20, run_migrations: bool = True) -> Database:
@@ -278,8 +312,10 @@ class Database:
         return found
 
     def forget_known_tenants(self) -> None:
-        """Ask for every tenant's row again (after a restore replaced them)."""
+        """Ask for every tenant's row again, and count every tenant's newest chunks again (after a restore
+        replaced them)."""
         self._known_tenants.clear()
+        self._reach.clear()
 
     async def notify_everything_changed(self) -> None:
         """Every server process drops its whole hot set (a NOTIFY: no tenant, no table)."""
@@ -439,7 +475,7 @@ class Database:
             for tenant in [first, *others]:
                 if tenant != first:
                     await tx._conn.execute(QUERIES["enter_tenant"], tenant)
-                as_tenant = Tx(tx._conn, tenant, self.slow_queries, self._known_tenants)
+                as_tenant = Tx(tx._conn, tenant, self.slow_queries, self._known_tenants, self._reach)
                 await as_tenant.ensure_tenant()
                 await as_tenant.audit_many(entries[tenant])
 
@@ -458,7 +494,7 @@ class Database:
                         await conn.execute(QUERIES["enter_tenant_to_write"], tenant, WRITE_LOCK_TIMEOUT)
                     else:
                         await conn.execute(QUERIES["enter_tenant"], tenant)
-                    yield Tx(conn, tenant, self.slow_queries, self._known_tenants, writes=writes)
+                    yield Tx(conn, tenant, self.slow_queries, self._known_tenants, self._reach, writes=writes)
                 conn.mark_clean()  # committed: nothing of it outlives the transaction
         except AgentMemoryError:
             raise
@@ -500,6 +536,7 @@ class Tx:
         tenant: str,
         slow: SlowQueries | None = None,
         known_tenants: set[str] | None = None,
+        reach: ReachMemo | None = None,
         *,
         writes: bool = False,
     ) -> None:
@@ -508,6 +545,7 @@ class Tx:
         self.writes = writes  # begun as a write (Database.transaction): a forget waits for it
         self._slow = slow or SlowQueries(threshold=float("inf"))
         self._known_tenants = known_tenants if known_tenants is not None else set()
+        self._reach = reach if reach is not None else ReachMemo()
         self._created_tenant = False
 
     async def _execute(self, name: str, *args: Any) -> str:
@@ -828,6 +866,7 @@ class Tx:
     async def lock_out_writers(self) -> None:
         """Wait for the tenant's writes in flight, and hold new ones until this transaction ends (forget)."""
         await self._execute("lock_out_writers")
+        self._reach.forget(self.tenant)  # the newest chunks are counted again after the forget
 
     async def existing_events(self, ids: Sequence[str]) -> list[str]:
         return [row["id"] for row in await self._fetch("forget_existing", list(ids))]
@@ -1059,8 +1098,11 @@ class Tx:
         """The hybrid candidate pool (query ``evidence_pool``): full-text matches of the lexemes ``terms``, recent,
         pinned, tagged, the semantic neighbours ``semantic_ids`` and the newest chunks inside ``window``. The corpus
         is counted up to ``corpus_sample`` chunks; in a tenant that has as many, any full-text match is looked for
-        among about the newest ``lexical_reach`` chunks only, and older chunks must match every term."""
+        among about the newest ``lexical_reach`` chunks only, and older chunks must match every term. Where that
+        reach begins is remembered for ``ReachMemo.SECONDS``: the recalls after it do not count the newest chunks."""
         start, end = window if window is not None else (None, None)
+        key = (self.tenant, horizon, corpus_sample, lexical_reach)
+        since = self._reach.get(key)
         rows = await self._fetch(
             "evidence_pool",
             horizon,
@@ -1076,5 +1118,9 @@ class Tx:
             list(terms),
             corpus_sample,
             lexical_reach,
+            since,
         )
-        return [Candidate(*r) for r in rows]  # the query's columns are the fields, in order
+        pool = [Candidate(*r) for r in rows]  # the query's columns are the fields, in order
+        if since is None and pool and pool[0].corpus_size >= corpus_sample and pool[0].lexical_since is not None:
+            self._reach.put(key, pool[0].lexical_since)
+        return pool

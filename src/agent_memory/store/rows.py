@@ -106,6 +106,7 @@ class Candidate:
     lexeme_count: int = 0  # the chunk's distinct lexemes (its length, for BM25)
     corpus_size: int = 0  # chunks of the tenant made by the horizon
     actor: str | None = None  # who said or did it (from the event)
+    lexical_since: datetime | None = None  # the oldest time any full-text match came from (-infinity: all time)
 
 
 class ArtifactRow(Row):

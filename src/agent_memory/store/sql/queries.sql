@@ -401,13 +401,18 @@ WHERE tenant_id = $1 AND id = ANY($2::text[]) AND embedding_model = $3 AND embed
 -- size; beyond it the pool is a sample of the tenant, and counting further would cost more than it tells). The
 -- full-text matches come from lexical_candidates, which can use the GIN index (see decisions_matching): in a tenant of
 -- $13 chunks or more, any match only among about the newest $14 chunks (the time those $13 newest span, scaled), and
--- older chunks only if they match every lexeme. The columns are the fields of rows.Candidate, in its order.
+-- older chunks only if they match every lexeme. $15, when not NULL, is where that reach began in a recall of this
+-- large tenant made shortly before (the caller keeps it, from the column lexical_since): the newest chunks are
+-- then not counted again, and the corpus size is $13. The columns are the fields of rows.Candidate, in its order.
 WITH newest AS MATERIALIZED (
     SELECT count(*) AS size, max(n.ts) AS latest, min(n.ts) AS oldest
-    FROM (SELECT c.ts FROM chunks c WHERE c.tenant_id = $1 AND c.ts <= $2 ORDER BY c.ts DESC, c.id DESC LIMIT $13) AS n
+    FROM (SELECT c.ts FROM chunks c WHERE $15::timestamptz IS NULL AND c.tenant_id = $1 AND c.ts <= $2
+          ORDER BY c.ts DESC, c.id DESC LIMIT $13) AS n
 ), since AS (
-    SELECT CASE WHEN size < $13 THEN '-infinity'::timestamptz
-                ELSE latest - least((latest - oldest) * ($14::float8 / $13), interval '1000 years') END AS ts
+    SELECT CASE WHEN $15::timestamptz IS NOT NULL THEN $15::timestamptz
+                WHEN size < $13 THEN '-infinity'::timestamptz
+                ELSE latest - least((latest - oldest) * ($14::float8 / $13), interval '1000 years') END AS ts,
+           CASE WHEN $15::timestamptz IS NOT NULL THEN $13 ELSE size END AS size
     FROM newest
 ), pool AS (
     (SELECT m.id, m.rank FROM since, lexical_candidates($2, $12::text[], $3, since.ts) AS m
@@ -431,7 +436,8 @@ WITH newest AS MATERIALIZED (
 SELECT c.id, c.event_id, c.seq, c.session_id, c.kind, c.channel, c.sensitivity, c.text, c.token_est,
        c.importance, c.pinned, c.tags, c.ts, best.rank, e.refs AS event_refs, e.agent_id, e.text_hash,
        d.id AS decision_id, d.status AS decision_status, d.superseded_by, d.superseded_at,
-       c.embedding_model, c.embedding_dim, c.matched, c.lexeme_count, corpus.size AS corpus_size, e.actor
+       c.embedding_model, c.embedding_dim, c.matched, c.lexeme_count, corpus.size AS corpus_size, e.actor,
+       corpus.ts AS lexical_since
 FROM best
 -- each candidate's rows looked up by key (LIMIT 1 keeps the planner from joining whole tables instead: with the
 -- statistics of a tenant that has just grown tenfold it would, and read the events once per candidate)
@@ -450,4 +456,4 @@ LEFT JOIN LATERAL (
     SELECT z.id, z.status, z.superseded_by, z.superseded_at FROM decisions z
     WHERE z.tenant_id = $1 AND z.event_id = c.event_id LIMIT 1
 ) d ON true
-CROSS JOIN newest AS corpus;
+CROSS JOIN since AS corpus;
