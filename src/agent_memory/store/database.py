@@ -951,16 +951,8 @@ class Tx:
         request_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await self._execute(
-            "insert_audit",
-            principal,
-            action,
-            list(resource_ids),
-            success,
-            latency_ms,
-            request_id,
-            detail or {},
-        )
+        """Append one audit row in this transaction (a forget's tombstone: written, or not, with the forget)."""
+        await self.audit_many([AuditEntry(principal, action, resource_ids, success, latency_ms, request_id, detail)])
 
     async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
         """Append ``entries`` in one round trip (asyncpg pipelines the rows of ``executemany``)."""
