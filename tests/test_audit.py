@@ -7,12 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import asyncpg
 import pytest
 from mcp import Client
 
 from agent_memory import audit
 from agent_memory.caller import Caller
 from agent_memory.store.database import Database
+from agent_memory.store.rows import AuditEntry
 from tests.helpers import call, run_cli
 
 pytestmark = pytest.mark.anyio
@@ -108,3 +110,79 @@ async def test_rows_of_calls_ending_together_are_committed_together(db: Database
     # one transaction holds rows of both tenants, each inserted as its own (row-level security checked them)
     assert any({r["tenant_id"] for r in rows if r["tx"] == tx} == {"acme", "globex"} for tx in transactions)
     assert {r["tx"] for r in rows if r["request_id"] == "40"}.isdisjoint({r["tx"] for r in rows[:-1]})
+
+
+async def _rows(db: Database) -> dict[str, str]:
+    """request id -> tenant of every audit row."""
+    async with db.pool.acquire() as conn:
+        return {r["request_id"]: r["tenant_id"] for r in await conn.fetch("SELECT * FROM audit_log")}
+
+
+async def _until_a_lock_is_awaited(db: Database) -> None:
+    with anyio.fail_after(10):
+        while True:
+            async with db.pool.acquire() as conn:
+                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                    return
+            await anyio.sleep(0.02)
+
+
+def _entry(request_id: str, **detail: str) -> AuditEntry:
+    return AuditEntry("p", "test", [], success=True, latency_ms=1.0, request_id=request_id, detail=detail)
+
+
+async def test_a_row_the_database_refuses_fails_only_its_own_call(db: Database) -> None:
+    """In a batch with a row the database refuses (a NUL character in its detail), the other rows, of any
+    tenant, are written all the same; only the call whose row it was gets the error."""
+    errors: dict[str, Exception] = {}
+
+    async def one(tenant: str, request_id: str, note: str = "") -> None:
+        try:
+            await db.audit_trail.append(tenant, _entry(request_id, note=note))
+        except Exception as exc:  # collected to be checked below
+            errors[request_id] = exc
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, "acme", "good-1")
+        group.start_soon(one, "globex", "bad", "\u0000")
+        group.start_soon(one, "globex", "good-2")
+        group.start_soon(one, "acme", "good-3")
+    assert list(errors) == ["bad"]
+    assert await _rows(db) == {"good-1": "acme", "good-2": "globex", "good-3": "acme"}
+
+
+async def test_a_cancelled_call_leaves_the_others_rows_and_the_trail_working(db: Database, database_url: str) -> None:
+    """While a batch waits on the database, a call waiting for its turn is cancelled: its row is not written,
+    the others' are once the database answers, the call writing the batch is not stopped by its own
+    cancellation, and the trail goes on writing."""
+    blocker = await asyncpg.connect(database_url)  # holds the new tenant's row: the batch creating it waits
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute("INSERT INTO tenants (id) VALUES ('slow')")
+    try:
+        async with anyio.create_task_group() as group:
+            writing = anyio.CancelScope()
+            waiting = anyio.CancelScope()
+
+            async def leader() -> None:
+                with writing:
+                    await db.audit_trail.append("slow", _entry("leader"))
+
+            async def follower(scope: anyio.CancelScope, request_id: str) -> None:
+                with scope:
+                    await db.audit_trail.append("acme", _entry(request_id))
+
+            group.start_soon(leader)
+            await _until_a_lock_is_awaited(db)  # the batch waits on the blocker's row
+            group.start_soon(follower, waiting, "cancelled")
+            group.start_soon(follower, anyio.CancelScope(), "kept")
+            await anyio.wait_all_tasks_blocked()
+            waiting.cancel()
+            writing.cancel()
+            await anyio.wait_all_tasks_blocked()
+            await transaction.rollback()  # the database answers: the tenant row is the batch's to create
+    finally:
+        await blocker.close()
+    assert await _rows(db) == {"leader": "slow", "kept": "acme"}
+    await db.audit_trail.append("acme", _entry("after"))
+    assert "after" in await _rows(db)

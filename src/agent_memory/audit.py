@@ -2,27 +2,24 @@
 
 Rows go to ``audit_log`` in a transaction of their own (a failed call is audited too, and its own
 transaction has already rolled back), committed before the call answers. Calls that end while another's row is
-being written have theirs written together next, in one transaction whatever their tenants (a group commit,
-``AuditTrail``): under load a row costs a fraction of a transaction. Writing the audit row never fails the call:
-a database error here is logged instead.
+being written have theirs written together next, in one transaction whatever their tenants (a group commit:
+``store.group_commit``): under load a row costs a fraction of a transaction. Writing the audit row never fails
+the call: a database error here is logged instead.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Final
-from weakref import WeakKeyDictionary
+from typing import Any
 
-import anyio
-import anyio.lowlevel
 import structlog
 
 from agent_memory.caller import Caller
 from agent_memory.errors import AgentMemoryError, RateLimited
 from agent_memory.metrics import Metrics
-from agent_memory.store.database import AuditEntry, Database
+from agent_memory.store.database import Database
+from agent_memory.store.rows import AuditEntry
 
 log = structlog.get_logger(__name__)
 MAX_RESOURCE_IDS = 100
@@ -50,83 +47,9 @@ async def record(
         detail={"agent": caller.agent_id, **(detail or {})},
     )
     try:
-        await _trail(db).append(caller.tenant, entry)
+        await db.audit_trail.append(caller.tenant, entry)
     except (AgentMemoryError, OSError) as exc:
         log.warning("audit row not written", action=action, tenant=caller.tenant, error=str(exc))
-
-
-@dataclass(slots=True)
-class _Queued:
-    tenant: str
-    entry: AuditEntry
-    done: bool = False
-    error: Exception | None = None
-
-
-class AuditTrail:
-    """Audit rows of one database, written by group commit. A call appends its row; if no batch is being written,
-    it writes every row queued by then (its own among them, whatever their tenants) in one transaction, and wakes
-    the calls whose rows those were; otherwise it waits for that batch to end and tries again. One row alone is
-    written at once, as before; under load, many share one transaction and one commit (``MAX_BATCH`` at most).
-    A batch that fails fails each of its rows (``record`` logs them)."""
-
-    MAX_BATCH: Final = 500
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._queue: list[_Queued] = []
-        self._writing = False
-        self._written: anyio.Event | None = None  # set when the batch being written ends
-
-    async def append(self, tenant: str, entry: AuditEntry) -> None:
-        """Queue ``entry`` for ``tenant`` and return once it is committed; raise what failed its batch."""
-        queued = _Queued(tenant, entry)
-        self._queue.append(queued)
-        try:
-            while not queued.done:
-                if self._writing:
-                    if self._written is None:
-                        self._written = anyio.Event()
-                    await self._written.wait()
-                    continue
-                await self._write_batch()
-        finally:
-            if not queued.done and queued in self._queue:  # cancelled before its batch began
-                self._queue.remove(queued)
-        if queued.error is not None:
-            raise queued.error
-
-    async def _write_batch(self) -> None:
-        self._writing = True
-        try:
-            await anyio.lowlevel.checkpoint()  # rows of calls ending at this moment join the batch
-            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
-            by_tenant: dict[str, list[AuditEntry]] = {}
-            for queued in batch:
-                by_tenant.setdefault(queued.tenant, []).append(queued.entry)
-            with anyio.CancelScope(shield=True):  # the rows taken are written, or fail, whoever waits for them
-                try:
-                    await self._db.append_audit(by_tenant)
-                except Exception as exc:  # handed to each call whose row it was, to raise (or not) as before
-                    for queued in batch:
-                        queued.error = exc
-                for queued in batch:
-                    queued.done = True
-        finally:
-            self._writing = False
-            written, self._written = self._written, None
-            if written is not None:
-                written.set()
-
-
-_TRAILS: WeakKeyDictionary[Database, AuditTrail] = WeakKeyDictionary()
-
-
-def _trail(db: Database) -> AuditTrail:
-    trail = _TRAILS.get(db)
-    if trail is None:
-        trail = _TRAILS[db] = AuditTrail(db)
-    return trail
 
 
 async def finish(

@@ -127,6 +127,7 @@ async def forget(
             detail={"tombstone": True, **receipt.model_dump(), **_described(scope, value)},
         )
         await tx.notify_change("*")
+    db.forget_reach(caller.tenant)  # every other server on the notice (server.app)
     if hot is not None:
         hot.invalidate(caller.tenant, "*")
     return receipt

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -14,10 +15,11 @@ from mcp import Client
 from structlog.testing import capture_logs
 
 from agent_memory import views
+from agent_memory.context.assembly import END_OF_TIME
 from agent_memory.runtime import Runtime, local_identity
 from agent_memory.server.app import Backoff, build_server
 from agent_memory.settings import Settings
-from agent_memory.store.database import VIEWS_CHANNEL, Database
+from agent_memory.store.database import CHANGES_CHANNEL, VIEWS_CHANNEL, Database
 from tests.helpers import call
 from tests.store.test_listen import listening_backends
 
@@ -163,3 +165,20 @@ async def test_after_a_restore_notice_a_write_creates_its_tenant_again(db: Datab
         await call(client, "remember", text="After the restore.")
     async with db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events WHERE tenant_id = 'local'") == 1
+
+
+async def test_a_forget_notice_has_the_tenants_reach_counted_again(db: Database, settings: Settings) -> None:
+    """A forget in another process says everything of its tenant changed: this server drops where that tenant's
+    full-text search began to reach (ReachMemo), and keeps another tenant's."""
+    key, other = ("local", END_OF_TIME, 20_000, 100_000), ("globex", END_OF_TIME, 20_000, 100_000)
+    async with _served(db, settings) as (client, _):
+        db._reach.put(key, datetime(2026, 1, 1, tzinfo=UTC))
+        db._reach.put(other, datetime(2026, 1, 1, tzinfo=UTC))
+        async with client.listen(resource_subscriptions=["memory://rules"]) as subscription:
+            async with db.pool.acquire() as conn:  # the forget's notice, then a view's, relayed after it
+                await conn.execute("SELECT pg_notify($1, 'local/*')", CHANGES_CHANNEL)
+                await conn.execute("SELECT pg_notify($1, 'local/rules')", VIEWS_CHANNEL)
+            with anyio.fail_after(10):
+                await subscription.__anext__()
+        assert db._reach.get(key) is None
+        assert db._reach.get(other) is not None

@@ -41,7 +41,17 @@ def accepts(schema: dict[str, Any], document: Any) -> bool:
     return Draft202012Validator(schema).is_valid(document)
 
 
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
 def test_references_inlined_and_nullable_types_listed() -> None:
+    """A model's references are inlined and its nullable plain fields become type lists."""
     schema = compact(Leaf.model_json_schema())
     assert schema["properties"]["when"] == {"title": "When", "type": ["string", "null"]}
     # an enum refuses null unless it lists it: such a field keeps its anyOf
@@ -49,6 +59,7 @@ def test_references_inlined_and_nullable_types_listed() -> None:
 
 
 def test_a_recursive_definition_stays_a_reference() -> None:
+    """A model that holds itself keeps its definition as a reference; the others are inlined."""
     original = Tree.model_json_schema()
     schema = compact(original)
     text = json.dumps(schema)
@@ -104,3 +115,49 @@ async def test_listed_output_schemas_accept_what_the_originals_accept(db: Databa
     for document in broken:
         assert not accepts(originals["recall"], document)
         assert not accepts(listed["recall"], document)
+
+
+def test_definitions_that_refer_to_each_other_keep_every_one_they_need() -> None:
+    """A refers to B and C, B to A, C to B and to itself: every reference left resolves to a kept definition,
+    and the compacted schema judges documents as the original does."""
+
+    def node(*children: str) -> dict[str, Any]:
+        return {"type": "object", "properties": {c.lower(): {"$ref": f"#/$defs/{c}"} for c in children}}
+
+    original = {"$ref": "#/$defs/A", "$defs": {"A": node("B", "C"), "B": node("A"), "C": node("B", "C")}}
+    schema = compact(original)
+    assert {ref.removeprefix("#/$defs/") for ref in _refs(schema)} <= set(schema.get("$defs", {}))
+    for document, valid in (
+        ({"b": {"a": {"c": {"c": {}}}}}, True),
+        ({"b": {"a": {"c": {"c": 7}}}}, False),
+        ({"c": {"b": {"a": "x"}}}, False),
+    ):
+        assert accepts(original, document) is valid
+        assert accepts(schema, document) is valid
+
+
+def test_a_reference_and_its_siblings_both_hold() -> None:
+    """Beside a reference, a keyword the definition also asserts is kept apart (both must hold), a description
+    is the referring side's, and data (a default, an enum) is copied as it is, references and all."""
+    original = {
+        "properties": {
+            "short": {"$ref": "#/$defs/Name", "maxLength": 3, "description": "a short name"},
+            "kind": {"enum": [{"$ref": "#/$defs/Name"}, "plain"], "default": {"$ref": "#/$defs/Name"}},
+        },
+        "$defs": {"Name": {"type": "string", "maxLength": 10, "description": "a name"}},
+    }
+    schema = compact(original)
+    short = schema["properties"]["short"]
+    assert short["description"] == "a short name"
+    assert short["allOf"] == [{"type": "string", "maxLength": 10, "description": "a name"}]
+    assert schema["properties"]["kind"] == original["properties"]["kind"]
+    for document, valid in (
+        ({"short": "abc"}, True),
+        ({"short": "abcd"}, False),
+        ({"short": 5}, False),
+        ({"kind": "plain"}, True),
+        ({"kind": {"$ref": "#/$defs/Name"}}, True),
+        ({"kind": "other"}, False),
+    ):
+        assert accepts(original, document) is valid
+        assert accepts(schema, document) is valid

@@ -47,6 +47,8 @@ async def _session(one: Database) -> tuple[int, str, str, str]:
 async def test_after_a_tenant_transaction_the_reset_is_skipped_and_nothing_is_left(
     one: Database, database_url: str
 ) -> None:
+    """A plain use is reset on release; a tenant transaction's commit is the last thing its connection ran, and
+    its role, tenant and lock timeout are gone all the same."""
     pid, login, _, lock_timeout = await _session(one)
     admin = await asyncpg.connect(database_url)
     try:
@@ -67,6 +69,7 @@ async def _abandoned(one: Database) -> None:
 
 
 async def test_a_connection_used_otherwise_is_reset(one: Database, database_url: str) -> None:
+    """A session setting made outside a tenant transaction, and a tenant transaction that failed, are reset."""
     pid, login, _, lock_timeout = await _session(one)
     async with one.pool.acquire() as conn:
         await conn.execute("SET lock_timeout = '7s'")  # a session setting, outside any tenant transaction

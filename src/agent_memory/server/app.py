@@ -236,6 +236,8 @@ async def _apply(runtime: Runtime, bus: TenantBus, tenant_filter: str | None, ch
         runtime.hot.invalidate_payload(payload)
         if payload == EVERYTHING_CHANGED:  # a restore, say: tenants may be gone
             runtime.db.forget_known_tenants()
+        elif payload.endswith("/*"):  # everything of one tenant (a forget): its newest chunks are counted again
+            runtime.db.forget_reach(payload.removesuffix("/*"))
         return
     tenant, _, name = payload.partition("/")
     runtime.hot.invalidate(tenant, "*")

@@ -13,7 +13,11 @@ from typing import Any, Final
 
 DEFS_PREFIX: Final = "#/$defs/"
 # keywords that do not apply to one type only: merged with "null" into a type list, they would still refuse null
-_NOT_PER_TYPE: Final = frozenset({"enum", "const", "anyOf", "oneOf", "allOf", "not", "$ref", "if"})
+_NOT_PER_TYPE: Final = frozenset({"enum", "const", "anyOf", "oneOf", "allOf", "not", "if", "$ref", "$dynamicRef"})
+# keywords whose values are data, not schemas: copied as they are
+_DATA: Final = frozenset({"default", "const", "enum", "examples"})
+# keywords that only describe: beside a reference, the referring side's win (a field's own description, say)
+_ANNOTATIONS: Final = frozenset({"title", "description", "default", "examples", "deprecated", "$comment"})
 
 
 def compact(schema: dict[str, Any]) -> dict[str, Any]:
@@ -22,8 +26,12 @@ def compact(schema: dict[str, Any]) -> dict[str, Any]:
     defs: dict[str, Any] = schema.get("$defs", {})
     kept: set[str] = set()
     body: dict[str, Any] = _inline({k: v for k, v in schema.items() if k != "$defs"}, defs, (), kept)
-    if kept:
-        body["$defs"] = {name: _inline(defs[name], defs, (name,), kept) for name in sorted(kept)}
+    done: dict[str, Any] = {}
+    while pending := sorted(kept - done.keys()):  # a kept definition may keep others in turn
+        for name in pending:
+            done[name] = _inline(defs[name], defs, (name,), kept)
+    if done:
+        body["$defs"] = dict(sorted(done.items()))
     return body
 
 
@@ -38,9 +46,12 @@ def _inline(node: Any, defs: dict[str, Any], within: tuple[str, ...], kept: set[
         if name in within:  # recursive: inlining would never end
             kept.add(name)
             return node
-        siblings = {k: v for k, v in node.items() if k != "$ref"}
-        return _inline({**defs[name], **siblings}, defs, (*within, name), kept)
-    out = {key: _inline(value, defs, within, kept) for key, value in node.items()}
+        definition = _inline(defs[name], defs, (*within, name), kept)
+        siblings = {k: _inline(v, defs, within, kept) if k not in _DATA else v for k, v in node.items() if k != "$ref"}
+        if (siblings.keys() & definition.keys()) - _ANNOTATIONS:  # both sides assert it: both must hold
+            return {**siblings, "allOf": [definition]}
+        return _nullable_as_type_list({**definition, **siblings})
+    out = {key: value if key in _DATA else _inline(value, defs, within, kept) for key, value in node.items()}
     return _nullable_as_type_list(out)
 
 

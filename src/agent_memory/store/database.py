@@ -29,11 +29,13 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from agent_memory.errors import AgentMemoryError, Conflict, Forbidden, InvalidInput, Retryable, Unavailable
+from agent_memory.store.group_commit import AuditTrail
 from agent_memory.store.migrate import applied_versions, latest_version, migrate
 from agent_memory.store.queries import QUERIES
 from agent_memory.store.rows import (
     ApiKeyRow,
     ArtifactRow,
+    AuditEntry,
     AuditRow,
     Candidate,
     ChunkRow,
@@ -162,25 +164,14 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the audit trail, less its tenant and time (``Tx.audit_many``)."""
-
-    principal: str
-    action: str
-    resource_ids: Sequence[str]
-    success: bool
-    latency_ms: float | None
-    request_id: str | None
-    detail: dict[str, Any] | None = None
-
-
 class ReachMemo:
     """Where each large tenant's full-text search began to reach (query ``evidence_pool``, column
     ``lexical_since``), for ``SECONDS`` after it was counted: finding it means reading the tenant's newest 20,000
-    chunks (about 4 ms), and it moves only as fast as the tenant writes, while the search reaches back five times
+    chunks (3–4 ms), and it moves only as fast as the tenant writes, while the search reaches back five times
     the time those chunks span. Kept for a large tenant only, whose corpus size is the sample's and does not move;
-    a smaller one is counted on every recall. Keyed by tenant, horizon, sample and reach; ``MOST`` keys at most."""
+    a smaller one is counted on every recall. A forget (its notice: ``Database.forget_reach``) and a restore
+    (``forget_known_tenants``) have it counted again; a server that missed the notice counts again within
+    ``SECONDS``. Keyed by tenant, horizon, sample and reach; ``MOST`` keys at most."""
 
     SECONDS: Final = 60.0
     MOST: Final = 10_000
@@ -236,6 +227,7 @@ class Database:
         self._known_tenants: set[str] = set()
         # where a large tenant's full-text search began to reach (Tx.evidence_pool), as recently counted
         self._reach = ReachMemo()
+        self.audit_trail = AuditTrail(self.append_audit)  # audit rows, written by group commit
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 20, run_migrations: bool = True) -> Database:
@@ -310,6 +302,10 @@ class Database:
                 if hit:
                     found.append(table)
         return found
+
+    def forget_reach(self, tenant: str) -> None:
+        """Count ``tenant``'s newest chunks again at its next recall (after a forget: ``ReachMemo``)."""
+        self._reach.forget(tenant)
 
     def forget_known_tenants(self) -> None:
         """Ask for every tenant's row again, and count every tenant's newest chunks again (after a restore
@@ -465,15 +461,16 @@ class Database:
         return conn
 
     async def append_audit(self, entries: Mapping[str, Sequence[AuditEntry]]) -> None:
-        """Append the audit rows of several tenants (tenant → its rows, in order) in one transaction, one commit:
-        the group commit of ``audit.AuditTrail``. Each tenant's rows are inserted as that tenant (row-level security
-        checks them; query ``enter_tenant`` again for each), after its row if it has none."""
-        if not entries:
+        """Append the audit rows of several tenants (tenant → its rows, in order) in one transaction, one commit
+        (``group_commit.AuditTrail``). Each tenant's rows are inserted as that tenant (query ``enter_tenant`` again
+        for each: row-level security checks them), after its row if it has none; tenants in sorted order, so that
+        two processes creating the same new tenants' rows take their locks in the same order."""
+        tenants = sorted(entries)
+        if not tenants:
             return
-        first, *others = entries
-        async with self.transaction(first) as tx:
-            for tenant in [first, *others]:
-                if tenant != first:
+        async with self.transaction(tenants[0]) as tx:
+            for tenant in tenants:
+                if tenant != tenants[0]:
                     await tx._conn.execute(QUERIES["enter_tenant"], tenant)
                 as_tenant = Tx(tx._conn, tenant, self.slow_queries, self._known_tenants, self._reach)
                 await as_tenant.ensure_tenant()
@@ -866,7 +863,6 @@ class Tx:
     async def lock_out_writers(self) -> None:
         """Wait for the tenant's writes in flight, and hold new ones until this transaction ends (forget)."""
         await self._execute("lock_out_writers")
-        self._reach.forget(self.tenant)  # the newest chunks are counted again after the forget
 
     async def existing_events(self, ids: Sequence[str]) -> list[str]:
         return [row["id"] for row in await self._fetch("forget_existing", list(ids))]

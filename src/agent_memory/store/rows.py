@@ -3,6 +3,7 @@ become typed values."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -68,6 +69,19 @@ class ToEmbed(NamedTuple):
     text: str
     context: str | None
     context_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit trail, less its tenant and time (``Tx.audit_many``)."""
+
+    principal: str
+    action: str
+    resource_ids: Sequence[str]
+    success: bool
+    latency_ms: float | None
+    request_id: str | None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
