@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import Client
 
 from agent_memory.store.database import TABLES, Database
@@ -32,6 +33,18 @@ async def database_text(db: Database) -> str:
             rows = await conn.fetch(f"SELECT t::text AS row FROM {table} t")
             parts.extend(row["row"] for row in rows)
         return "\n".join(parts)
+
+
+async def until_a_lock_is_awaited(db: Database, locktype: str | None = None) -> None:
+    """Return once some transaction waits for a lock (of ``locktype``, e.g. ``advisory``, when given)."""
+    with anyio.fail_after(10):
+        while True:
+            async with db.pool.acquire() as conn:
+                if await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND ($1::text IS NULL OR locktype = $1)", locktype
+                ):
+                    return
+            await anyio.sleep(0.02)
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:

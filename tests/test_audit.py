@@ -15,7 +15,7 @@ from agent_memory import audit
 from agent_memory.caller import Caller
 from agent_memory.store.database import Database
 from agent_memory.store.rows import AuditEntry
-from tests.helpers import call, run_cli
+from tests.helpers import call, run_cli, until_a_lock_is_awaited
 
 pytestmark = pytest.mark.anyio
 
@@ -118,15 +118,6 @@ async def _rows(db: Database) -> dict[str, str]:
         return {r["request_id"]: r["tenant_id"] for r in await conn.fetch("SELECT * FROM audit_log")}
 
 
-async def _until_a_lock_is_awaited(db: Database) -> None:
-    with anyio.fail_after(10):
-        while True:
-            async with db.pool.acquire() as conn:
-                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-                    return
-            await anyio.sleep(0.02)
-
-
 def _entry(request_id: str, **detail: str) -> AuditEntry:
     return AuditEntry("p", "test", [], success=True, latency_ms=1.0, request_id=request_id, detail=detail)
 
@@ -173,7 +164,7 @@ async def test_a_cancelled_call_leaves_the_others_rows_and_the_trail_working(db:
                     await db.audit_trail.append("acme", _entry(request_id))
 
             group.start_soon(leader)
-            await _until_a_lock_is_awaited(db)  # the batch waits on the blocker's row
+            await until_a_lock_is_awaited(db)  # the batch waits on the blocker's row
             group.start_soon(follower, waiting, "cancelled")
             group.start_soon(follower, anyio.CancelScope(), "kept")
             await anyio.wait_all_tasks_blocked()

@@ -21,7 +21,7 @@ from agent_memory.models import EventIn, EventReceipt
 from agent_memory.settings import Settings
 from agent_memory.store.database import Database
 from tests.conftest import make_client
-from tests.helpers import call, call_error, run_cli
+from tests.helpers import call, call_error, run_cli, until_a_lock_is_awaited
 from tests.server.test_http import SECRET, http_client, token
 
 pytestmark = pytest.mark.anyio
@@ -188,16 +188,6 @@ async def test_the_forget_command(database_url: str, db: Database) -> None:
     assert "--yes" in unconfirmed.stderr
 
 
-async def _until_a_lock_is_awaited(db: Database) -> None:
-    """Return once some transaction waits for an advisory lock (the tenant's forget lock, here)."""
-    with anyio.fail_after(10):
-        while True:
-            async with db.pool.acquire() as conn:
-                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
-                    return
-            await anyio.sleep(0.02)
-
-
 async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: Database) -> None:
     """A write that stored a duplicate of an event and has not committed yet: the forget of that event waits for
     it, then sees the duplicate and forgets it too (before, the duplicate outlived the forget, holding its text).
@@ -216,7 +206,7 @@ async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: 
             [duplicate] = await ingest.store_events(tx, caller, [EventIn(text=text)], Limits())
             assert duplicate.duplicate_of == original.id
             group.start_soon(forgetting)
-            await _until_a_lock_is_awaited(db)
+            await until_a_lock_is_awaited(db, "advisory")
             assert not receipts  # the forget waits for the write
     assert receipts[0].events == 2
     await nowhere(db, "third stone")
@@ -230,7 +220,7 @@ async def test_a_forget_waits_for_a_write_in_flight_and_takes_its_duplicate(db: 
         async with anyio.create_task_group() as group, db.transaction(caller.tenant) as tx:  # a forget in flight
             await tx.lock_out_writers()
             group.start_soon(writing)
-            await _until_a_lock_is_awaited(db)
+            await until_a_lock_is_awaited(db, "advisory")
             assert not written  # the write waits for the forget
     assert len(written) == 1
 
@@ -252,6 +242,6 @@ async def test_a_forget_and_a_supersede_in_flight_do_not_deadlock(client: Client
         async with anyio.create_task_group() as group, db.transaction(caller.tenant, writes=True) as tx:
             assert await tx.get_decision(decision_id, for_update=True) is not None
             group.start_soon(forgetting)
-            await _until_a_lock_is_awaited(db)
+            await until_a_lock_is_awaited(db, "advisory")
             await ingest.store_events(tx, caller, [EventIn(text="We deploy on Thursdays.")], Limits())
     assert receipts[0].decisions == 1
