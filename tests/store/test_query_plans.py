@@ -194,3 +194,35 @@ async def test_search_uses_its_gin_index(seeded: Database, name: str, search: in
         nodes = await _function_plan(conn, function, args, mode)
     _reads_no_whole_table(nodes)
     assert [n.get("Index Name") for n in nodes].count(index) >= searches, nodes
+
+
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_remembered_reach_skips_counting_the_newest_chunks(seeded: Database, mode: str) -> None:
+    """Told where a large tenant's reach begins ($15, ReachMemo), the candidate pool never runs the scan that
+    counts the newest chunks, with the query's arguments planned in or not; untold, it does."""
+    told = (*HOT_PATH["evidence_pool"][:-1], NOW - timedelta(days=10))
+    async with seeded.pool.acquire() as conn, conn.transaction():
+        await conn.execute(QUERIES["enter_tenant"], TENANT)
+        await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        await conn.execute(f"PREPARE pool AS {QUERIES['evidence_pool']}")
+        try:
+            loops: dict[str, list[int]] = {}
+            casts = ", ".join(f"${i}::{t}" for i, t in enumerate(_POOL_TYPES, 1))
+            for name, args in (("told", told), ("untold", HOT_PATH["evidence_pool"])):
+                # EXECUTE takes no parameters: the arguments as literals
+                literals = await conn.fetchval(
+                    f"SELECT format('{', '.join(['%L'] * len(_POOL_TYPES))}', {casts})", TENANT, *args
+                )
+                plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE pool ({literals})")
+                counting = [n for n in _nodes(json.loads(plan)[0]["Plan"]) if n.get("Subplan Name") == "CTE newest"]
+                loops[name] = [n["Actual Loops"] for n in _nodes(counting[0]) if n.get("Relation Name") == "chunks"]
+        finally:
+            await conn.execute("DEALLOCATE pool")
+    assert loops["untold"] == [1]
+    assert not any(loops["told"])  # planned out (custom plan), or never run (generic plan: a one-time filter)
+
+
+_POOL_TYPES = (
+    "text", "timestamptz", "int", "int", "int", "text[]", "int", "text[]", "timestamptz", "timestamptz", "int",
+    "text[]", "int", "int", "timestamptz",
+)  # fmt: skip
