@@ -24,6 +24,10 @@ from agent_memory.replay.targets import free_port, wait_until_ready
 from agent_memory.store.embedded import EmbeddedPostgres
 
 APPLICATION = "agent-memory-bench"  # the server's connections carry it, so they can be counted
+TOPICS = (  # work topics the synthetic messages of scale.py and throughput.py are about
+    "billing", "invoice", "deploy", "schema", "latency", "cache", "refund",
+    "audit", "release", "rollback", "queue", "retry", "worker",
+)  # fmt: skip
 
 
 @asynccontextmanager

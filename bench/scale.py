@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from _common import database, http_server, percentiles
+from _common import TOPICS, database, http_server, percentiles
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -40,10 +40,6 @@ from agent_memory.tokens import mint
 TENANT = "scale"
 STEMS = ("alpha", "delta", "omega", "sigma", "kappa", "zeta")
 VOCABULARY = [f"{stem}{suffix}" for stem in STEMS for suffix in range(300)]
-TOPICS = [
-    "billing", "invoice", "deploy", "schema", "latency", "cache", "refund",
-    "audit", "release", "rollback", "queue", "retry", "worker",
-]  # fmt: skip
 
 
 def templates(rng: random.Random, count: int = 500) -> list[str]:
@@ -103,7 +99,7 @@ async def measure(client: Client, samples: int, rng: random.Random, size: int) -
     report: dict[str, Any] = {
         "fast": await timed(samples, lambda _: tool("recall", {"query": "", "session_id": warm})),
         "retrieval": await timed(
-            samples, lambda _: tool("recall", {"query": " ".join(rng.sample(TOPICS + VOCABULARY, 4))})
+            samples, lambda _: tool("recall", {"query": " ".join(rng.sample([*TOPICS, *VOCABULARY], 4))})
         ),
         "cold": await timed(samples, lambda i: tool("recall", {"query": "", "session_id": f"cold-{size}-{i}"})),
         "remember": await timed(

@@ -26,13 +26,11 @@ from typing import Any
 
 import anyio
 import httpx2
-from _common import database, http_server, percentiles, write_report
+from _common import TOPICS, database, http_server, percentiles, write_report
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from agent_memory.tokens import mint
-
-TOPICS = ["deploy", "billing", "schema", "latency", "cache", "refund", "release", "queue", "retry", "worker"]
 
 
 def message(rng: random.Random, i: int) -> str:
