@@ -32,15 +32,19 @@ async def _write(db: Database, tenant: str, text: str, days_ago: float, count: i
     await bulk(db, tenant, "seeder", Seed(count=count, texts=[text]), end - timedelta(days=count - 1), end)
 
 
-async def _lexical(db: Database, tenant: str, query: str) -> set[str]:
-    """The texts of the full-text candidates for ``query`` (nothing recent, pinned, tagged or windowed added)."""
+async def _pool(db: Database, tenant: str, query: str) -> list[Candidate]:
+    """The full-text candidates for ``query`` (nothing recent, pinned, tagged or windowed added)."""
     async with db.transaction(tenant) as tx:
         terms, _ = await tx.query_terms(query)
-        pool = await tx.evidence_pool(
+        return await tx.evidence_pool(
             NOW, terms, [], [], None, lexical=600, recent=0, pinned=0, tagged=0, windowed=0,
             corpus_sample=100, lexical_reach=250,
         )  # fmt: skip
-    return {c.text for c in pool}
+
+
+async def _lexical(db: Database, tenant: str, query: str) -> set[str]:
+    """The texts of the full-text candidates for ``query``."""
+    return {c.text for c in await _pool(db, tenant, query)}
 
 
 @pytest.fixture
@@ -104,15 +108,6 @@ async def test_the_small_tenant_keeps_its_common_words(tenants: Database) -> Non
         "A zebra and a giraffe shared the pond.",
         "The small team's first deploy.",
     }
-
-
-async def _pool(db: Database, tenant: str, query: str) -> list[Candidate]:
-    async with db.transaction(tenant) as tx:
-        terms, _ = await tx.query_terms(query)
-        return await tx.evidence_pool(
-            NOW, terms, [], [], None, lexical=600, recent=0, pinned=0, tagged=0, windowed=0,
-            corpus_sample=100, lexical_reach=250,
-        )  # fmt: skip
 
 
 async def test_a_large_tenants_reach_is_remembered_for_a_while(

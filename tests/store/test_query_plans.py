@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,14 @@ async def _plan(conn: asyncpg.Connection, sql: str, *args: Any) -> list[dict[str
     return _nodes(json.loads(plan)[0]["Plan"])  # EXPLAIN returns json, not jsonb: a string
 
 
+async def _literals(conn: asyncpg.Connection, types: Sequence[str], args: Sequence[Any]) -> str:
+    """``args`` as SQL literals of ``types``, comma-separated: EXECUTE of a prepared statement takes no
+    parameters."""
+    casts = ", ".join(f"${i}::{t}" for i, t in enumerate(types, 1))
+    literals: str = await conn.fetchval(f"SELECT format('{', '.join(['%L'] * len(types))}', {casts})", *args)
+    return literals
+
+
 async def _function_plan(
     conn: asyncpg.Connection, function: str, args: tuple[Any, ...], mode: str
 ) -> list[dict[str, Any]]:
@@ -144,10 +153,8 @@ async def _function_plan(
     await conn.execute("SET LOCAL enable_seqscan = off")
     await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
     await conn.execute(f"PREPARE body ({body['types']}) AS {body['prosrc']}")
-    try:  # EXECUTE takes no parameters: the arguments as literals, of the function's types
-        types = [t.strip() for t in body["types"].split(",")]
-        casts = ", ".join(f"${i}::{t}" for i, t in enumerate(types, 1))
-        literals = await conn.fetchval(f"SELECT format('{', '.join(['%L'] * len(types))}', {casts})", *args)
+    try:
+        literals = await _literals(conn, [t.strip() for t in body["types"].split(",")], args)
         return await _plan(conn, f"EXECUTE body ({literals})")
     finally:
         await conn.execute("DEALLOCATE body")
@@ -207,12 +214,8 @@ async def test_a_remembered_reach_skips_counting_the_newest_chunks(seeded: Datab
         await conn.execute(f"PREPARE pool AS {QUERIES['evidence_pool']}")
         try:
             loops: dict[str, list[int]] = {}
-            casts = ", ".join(f"${i}::{t}" for i, t in enumerate(_POOL_TYPES, 1))
             for name, args in (("told", told), ("untold", HOT_PATH["evidence_pool"])):
-                # EXECUTE takes no parameters: the arguments as literals
-                literals = await conn.fetchval(
-                    f"SELECT format('{', '.join(['%L'] * len(_POOL_TYPES))}', {casts})", TENANT, *args
-                )
+                literals = await _literals(conn, _POOL_TYPES, (TENANT, *args))
                 plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE pool ({literals})")
                 counting = [n for n in _nodes(json.loads(plan)[0]["Plan"]) if n.get("Subplan Name") == "CTE newest"]
                 loops[name] = [n["Actual Loops"] for n in _nodes(counting[0]) if n.get("Relation Name") == "chunks"]

@@ -96,10 +96,6 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is 
             await self.execute(self.get_reset_query())
 
 
-async def _reset_connection(conn: PooledConnection) -> None:
-    await conn.reset_for_pool()
-
-
 PORTABLE = ("events", "artifacts", "chunks", "decisions", "tasks", "handoffs", "views")  # export order
 
 TABLES = (
@@ -244,7 +240,7 @@ class Database:
                 min_size=min(min_size, max_size),
                 max_size=max_size,
                 init=_init_connection,
-                reset=_reset_connection,
+                reset=PooledConnection.reset_for_pool,
                 connection_class=PooledConnection,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
